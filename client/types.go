@@ -1,0 +1,169 @@
+// Package client is the typed Go client of vigil's HTTP API, used by the CLI,
+// the web UI and the tests. It owns the API's wire types. It must not import
+// the agent's internals.
+package client
+
+import "time"
+
+// Member states.
+const (
+	MemberUp           = "UP"
+	MemberDown         = "DOWN"
+	MemberDisconnected = "DISCONNECTED"
+	MemberNetpar       = "NETPAR"
+)
+
+// Agent states.
+const (
+	AgentRunning      = "RUNNING"
+	AgentInitializing = "INITIALIZING"
+	AgentDown         = "DOWN"
+	AgentUnknown      = "UNKNOWN"
+	AgentInvalid      = "INVALID"
+)
+
+// Roles.
+const (
+	RoleDirector = "director"
+	RoleVoter    = "voter"
+	RoleNonVoter = "non-voter"
+)
+
+// Link is a member's state on one link, as the answering member sees it.
+type Link struct {
+	Addr  string    `json:"addr"`
+	Up    bool      `json:"up"`
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Member is one row of `vigil members`.
+type Member struct {
+	Name       string            `json:"name"`
+	ID         int               `json:"id"`
+	Links      []Link            `json:"links"`
+	API        string            `json:"api"`
+	Votes      int               `json:"votes"`
+	Domain     int               `json:"domain"`
+	Witness    bool              `json:"witness,omitempty"`
+	State      string            `json:"state"`
+	AgentState string            `json:"agent_state"`
+	Role       string            `json:"role"`
+	Since      time.Time         `json:"since,omitzero"`
+	Joined     time.Time         `json:"joined"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// Status is the cluster summary and the members, as the answering member
+// sees them.
+type Status struct {
+	Cluster       string `json:"cluster"`
+	ClusterID     string `json:"cluster_id"`
+	Profile       string `json:"profile"`
+	Local         string `json:"local"`
+	Director      string `json:"director"`
+	ExpectedVotes int    `json:"expected_votes"`
+	VotesPresent  int    `json:"votes_present"`
+	QuorumNeeded  int    `json:"quorum_needed"`
+	Quorum        bool   `json:"quorum"`
+	// Stale is true when the answer comes from a local copy that may be
+	// behind the cluster (no quorum or no director).
+	Stale       bool     `json:"stale"`
+	StaleReason string   `json:"stale_reason,omitempty"`
+	Index       uint64   `json:"index"`
+	Members     []Member `json:"members"`
+}
+
+// AddMemberRequest is the body of POST /v1/members.
+type AddMemberRequest struct {
+	Name    string        `json:"name"`
+	Address string        `json:"address"`
+	Votes   *int          `json:"votes,omitempty"`
+	Domain  int           `json:"domain,omitempty"`
+	Witness bool          `json:"witness,omitempty"`
+	TTL     time.Duration `json:"ttl,omitempty"`
+}
+
+// AddMemberResponse carries the join token.
+type AddMemberResponse struct {
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+}
+
+// Settings is the body of GET and PUT /v1/settings. On PUT an empty value
+// removes the key.
+type Settings struct {
+	Settings map[string]string `json:"settings"`
+	Stale    bool              `json:"stale,omitempty"`
+}
+
+// LogLevelRequest is the body of PUT /v1/log-level.
+type LogLevelRequest struct {
+	Level  string `json:"level"`
+	Member string `json:"member,omitempty"`
+	All    bool   `json:"all,omitempty"`
+}
+
+// LogLevelResult is one member's answer.
+type LogLevelResult struct {
+	Member string `json:"member"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Config is GET /v1/cdb: the cluster database as an operator reads it
+// (secrets left out).
+type Config struct {
+	Cluster    ClusterInfo       `json:"cluster"`
+	Members    []ConfigMember    `json:"members"`
+	Settings   map[string]string `json:"settings"`
+	JoinTokens []TokenInfo       `json:"join_tokens"`
+	Index      uint64            `json:"index"`
+	Stale      bool              `json:"stale,omitempty"`
+}
+
+// ClusterInfo is the cluster's identity.
+type ClusterInfo struct {
+	Name          string            `json:"name"`
+	ID            string            `json:"id"`
+	Profile       string            `json:"profile"`
+	Created       time.Time         `json:"created"`
+	Attributes    map[string]string `json:"attributes,omitempty"`
+	CAFingerprint string            `json:"ca_fingerprint"`
+}
+
+// ConfigMember is a member's configuration.
+type ConfigMember struct {
+	Name       string            `json:"name"`
+	ID         int               `json:"id"`
+	Links      []string          `json:"links"`
+	API        string            `json:"api"`
+	Votes      int               `json:"votes"`
+	Domain     int               `json:"domain"`
+	Witness    bool              `json:"witness,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Joined     time.Time         `json:"joined"`
+}
+
+// TokenInfo describes a join token without its secret.
+type TokenInfo struct {
+	ID      string    `json:"id"`
+	Member  string    `json:"member"`
+	Expires time.Time `json:"expires"`
+	UsedBy  string    `json:"used_by,omitempty"`
+}
+
+// RestoreResponse reports a restore.
+type RestoreResponse struct {
+	Index   uint64 `json:"index"`
+	Created string `json:"created"`
+}
+
+// WriteResult reports the CDB index of an acknowledged write.
+type WriteResult struct {
+	Index uint64 `json:"index"`
+}
+
+// ErrorBody is the body of every error response.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}

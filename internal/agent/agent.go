@@ -1,0 +1,450 @@
+// Package agent owns the vigil agent process: it wires the cluster database,
+// membership, the node service and the API together, keeps the Raft
+// configuration in step with the member list while it is director, and
+// answers the API. It must not contain decision logic that can be written as
+// a pure function; that belongs to the director.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"github.com/vigil-cluster/vigil/client"
+	"github.com/vigil-cluster/vigil/internal/api"
+	"github.com/vigil-cluster/vigil/internal/cdb"
+	"github.com/vigil-cluster/vigil/internal/config"
+	"github.com/vigil-cluster/vigil/internal/membership"
+	"github.com/vigil-cluster/vigil/internal/pki"
+	"github.com/vigil-cluster/vigil/internal/rpc"
+)
+
+// ErrRemoved means this member was removed from the cluster.
+var ErrRemoved = errors.New("this member was removed from the cluster")
+
+// Agent is one running member.
+type Agent struct {
+	dir        string
+	cfg        *config.Member
+	prof       config.Profile
+	id         *pki.Identity
+	key        []byte
+	adminToken string
+	log        *slog.Logger
+	level      *slog.LevelVar
+	started    time.Time
+
+	mux   *rpc.Mux
+	grpc  *grpc.Server
+	pool  *rpc.Pool
+	store *cdb.Store
+	ml    *membership.Membership
+	https *http.Server
+	unix  *http.Server
+
+	kick    chan struct{}
+	removed chan struct{}
+
+	mu         sync.Mutex
+	agentState string // guarded by mu
+	wasMember  bool   // guarded by mu
+	removedOne sync.Once
+}
+
+// New loads the data dir. logOut receives the logs.
+func New(dir string, level *slog.LevelVar, log *slog.Logger) (*Agent, error) {
+	cfg, err := config.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	id, err := pki.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ReadClusterKey(dir)
+	if err != nil {
+		return nil, err
+	}
+	admin, err := ReadAdminToken(dir)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.LogLevel != "" {
+		l, _ := config.ParseLevel(cfg.LogLevel)
+		level.Set(l)
+	}
+	return &Agent{dir: dir, cfg: cfg, prof: config.Profiles[cfg.Profile], id: id, key: key, adminToken: admin,
+		log: log.With("member", cfg.Name), level: level, started: time.Now(), kick: make(chan struct{}, 1),
+		removed: make(chan struct{}), agentState: client.AgentInitializing}, nil
+}
+
+func (a *Agent) rpcAddr() string { return config.RPCAddress(a.cfg.Links[0]) }
+
+func hcLevel(l slog.Level) hclog.Level {
+	switch {
+	case l <= slog.LevelDebug:
+		return hclog.Debug
+	case l <= slog.LevelInfo:
+		return hclog.Info
+	case l <= slog.LevelWarn:
+		return hclog.Warn
+	}
+	return hclog.Error
+}
+
+// Run runs the agent until ctx ends or the member is removed.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			a.shutdown()
+		}
+	}()
+	a.log.Info("agent starting", "cluster", a.cfg.Cluster, "id", a.cfg.ID, "links", a.cfg.Links, "api", a.cfg.API, "profile", a.cfg.Profile, "version", Version)
+	a.mux, err = rpc.Listen(a.rpcAddr(), a.id, a.log)
+	if err != nil {
+		return fmt.Errorf("cluster port %s: %w", a.rpcAddr(), err)
+	}
+	a.pool = rpc.NewPool(a.id)
+	a.store, err = cdb.Open(cdb.Options{
+		Dir: a.dir, LocalID: a.cfg.Name, Stream: a.mux.RaftLayer(),
+		HeartbeatTimeout: a.prof.HeartbeatTimeout, ElectionTimeout: a.prof.ElectionTimeout,
+		LeaderLeaseTimeout: a.prof.LeaderLeaseTimeout, CommitTimeout: a.prof.CommitTimeout,
+		Logger: a.log, RaftLogLevel: hcLevel(a.level.Level()), OnChange: a.poke,
+	})
+	if err != nil {
+		return err
+	}
+	if a.cfg.Bootstrap && !a.store.HasState() {
+		if err := a.store.Bootstrap(a.rpcAddr()); err != nil {
+			return fmt.Errorf("forming the cluster: %w", err)
+		}
+		a.log.Info("formed a new cluster", "cluster", a.cfg.Cluster)
+	}
+	a.grpc = rpc.Serve(a.mux, &node{a: a}, a.log)
+	a.ml, err = membership.Start(membership.Options{
+		Name: a.cfg.Name, Links: a.cfg.Links, Key: a.key, Profile: a.prof, Logger: a.log,
+		Meta:     membership.Meta{ID: a.cfg.ID, ClusterID: a.cfg.ClusterID, AgentState: client.AgentInitializing, API: a.cfg.API},
+		Debug:    func() bool { return a.level.Level() <= slog.LevelDebug },
+		OnChange: a.poke,
+	})
+	if err != nil {
+		return fmt.Errorf("membership: %w", err)
+	}
+	if err := a.serveAPI(); err != nil {
+		return err
+	}
+	go a.joinLoop(ctx)
+	a.loop(ctx)
+	a.shutdown()
+	select {
+	case <-a.removed:
+		return ErrRemoved
+	default:
+	}
+	return nil
+}
+
+func (a *Agent) serveAPI() error {
+	srv := api.New(a, a.log)
+	ln, err := net.Listen("tcp", a.cfg.API)
+	if err != nil {
+		return fmt.Errorf("API address %s: %w", a.cfg.API, err)
+	}
+	a.https = &http.Server{Handler: srv.Remote(), TLSConfig: a.id.ServerConfig("h2", "http/1.1"),
+		ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	go a.https.ServeTLS(ln, "", "")
+	sock := filepath.Join(a.dir, SocketFile)
+	os.Remove(sock)
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("API socket %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		return err
+	}
+	a.unix = &http.Server{Handler: srv.Local(), ReadHeaderTimeout: 10 * time.Second}
+	go a.unix.Serve(ul)
+	return nil
+}
+
+func (a *Agent) shutdown() {
+	if a.ml != nil {
+		a.ml.Leave(500 * time.Millisecond)
+		a.ml.Shutdown()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if a.https != nil {
+		a.https.Shutdown(ctx)
+	}
+	if a.unix != nil {
+		a.unix.Shutdown(ctx)
+		os.Remove(filepath.Join(a.dir, SocketFile))
+	}
+	if a.grpc != nil {
+		a.grpc.Stop()
+	}
+	if a.store != nil {
+		a.store.Close()
+	}
+	if a.pool != nil {
+		a.pool.Close()
+	}
+	if a.mux != nil {
+		a.mux.Close()
+	}
+	a.log.Info("agent stopped")
+}
+
+func (a *Agent) poke() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// loop keeps the agent state current and, on the director, the Raft
+// configuration in step with the member list.
+func (a *Agent) loop(ctx context.Context) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	var lastIndex uint64
+	lastPrune := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.removed:
+			return
+		case <-tick.C:
+		case <-a.kick:
+		}
+		a.updateAgentState()
+		if a.store.IsLeader() {
+			a.initIfBootstrap(ctx)
+			a.reconcile()
+			if time.Since(lastPrune) > time.Minute {
+				lastPrune = time.Now()
+				a.pruneTokens(ctx)
+			}
+		}
+		if idx := a.store.AppliedIndex(); idx != lastIndex {
+			lastIndex = idx
+			a.writeMembersCache()
+		}
+	}
+}
+
+func (a *Agent) updateAgentState() {
+	var inCDB, initialized bool
+	a.store.View(func(s *cdb.State) {
+		initialized = s.Cluster.Name != ""
+		_, inCDB = s.Members[a.cfg.Name]
+	})
+	_, leader := a.store.Leader()
+	st := client.AgentInitializing
+	if initialized && inCDB && leader != "" {
+		st = client.AgentRunning
+	}
+	a.mu.Lock()
+	was := a.wasMember
+	if initialized && inCDB {
+		a.wasMember = true
+	}
+	changed := a.agentState != st
+	a.agentState = st
+	a.mu.Unlock()
+	if was && initialized && !inCDB {
+		a.log.Warn("this member was removed from the cluster; the agent stops. Wipe its state with `vigil member reset` before it joins again")
+		a.removedOne.Do(func() { close(a.removed) })
+		return
+	}
+	if changed {
+		a.log.Info("agent state", "state", st)
+		a.ml.SetMeta(membership.Meta{ID: a.cfg.ID, ClusterID: a.cfg.ClusterID, AgentState: st, API: a.cfg.API})
+	}
+}
+
+func (a *Agent) localAgentState() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.agentState
+}
+
+// initIfBootstrap writes the first state after the cluster was formed.
+func (a *Agent) initIfBootstrap(ctx context.Context) {
+	path := filepath.Join(a.dir, BootstrapFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var initialized bool
+	a.store.View(func(s *cdb.State) { initialized = s.Cluster.Name != "" })
+	if !initialized {
+		var args cdb.InitArgs
+		if err := json.Unmarshal(b, &args); err != nil {
+			a.log.Error("bootstrap file does not decode", "path", path, "err", err)
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, a.prof.ApplyTimeout)
+		_, _, err := a.store.Apply(cctx, &cdb.Command{Op: cdb.OpInit, At: time.Now().UTC(), By: "cluster create", Init: &args})
+		cancel()
+		if err != nil {
+			a.log.Error("writing the first cluster state", "err", err)
+			return
+		}
+		a.log.Info("cluster database initialized", "cluster", args.Cluster.Name)
+	}
+	os.Remove(path)
+	a.cfg.Bootstrap = false
+	if err := a.cfg.Save(a.dir); err != nil {
+		a.log.Error("saving vigil.yaml", "err", err)
+	}
+}
+
+// maxVoters is the largest Raft voter set.
+const maxVoters = 7
+
+// reconcile makes the Raft configuration follow the member list: live members
+// that are missing are added (voters while there are fewer than 7), removed
+// members are taken out one at a time.
+func (a *Agent) reconcile() {
+	st := a.store.State()
+	if st.Cluster.Name == "" {
+		return
+	}
+	servers, err := a.store.Configuration()
+	if err != nil {
+		return
+	}
+	in := map[string]cdb.Server{}
+	voters := 0
+	for _, s := range servers {
+		in[s.ID] = s
+		if s.Voter {
+			voters++
+		}
+	}
+	peers := a.ml.Peers()
+	timeout := a.prof.ApplyTimeout
+	for _, s := range servers {
+		if _, ok := st.Members[s.ID]; !ok {
+			a.log.Info("removing member from the Raft configuration", "removed", s.ID)
+			if err := a.store.RemoveServer(s.ID, timeout); err != nil {
+				a.log.Warn("removing from Raft", "removed", s.ID, "err", err)
+			}
+			return // one change at a time
+		}
+	}
+	for _, name := range st.MemberNames() {
+		m := st.Members[name]
+		s, ok := in[name]
+		if ok {
+			if s.Voter && m.Votes == 0 {
+				a.store.DemoteServer(name, timeout)
+				return
+			}
+			continue
+		}
+		if p, ok := peers[name]; !ok || !p.Up() {
+			continue
+		}
+		voter := m.Votes == 1 && voters < maxVoters
+		a.log.Info("adding member to the Raft configuration", "added", name, "voter", voter)
+		if err := a.store.AddServer(name, config.RPCAddress(m.Links[0]), voter, timeout); err != nil {
+			a.log.Warn("adding to Raft", "added", name, "err", err)
+		}
+		return
+	}
+}
+
+func (a *Agent) pruneTokens(ctx context.Context) {
+	expired := false
+	now := time.Now()
+	a.store.View(func(s *cdb.State) {
+		for _, t := range s.Tokens {
+			if now.After(t.Expires.Add(time.Hour)) {
+				expired = true
+			}
+		}
+	})
+	if expired {
+		cctx, cancel := context.WithTimeout(ctx, a.prof.ApplyTimeout)
+		defer cancel()
+		a.store.Apply(cctx, &cdb.Command{Op: cdb.OpTokensPrune, At: now.Add(-time.Hour).UTC(), By: "director"})
+	}
+}
+
+// joinLoop keeps every link joined to the other members it knows of.
+func (a *Agent) joinLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		addrs := make([][]string, len(a.cfg.Links))
+		any := false
+		a.store.View(func(s *cdb.State) {
+			for i := range a.cfg.Links {
+				if !a.ml.Alone(i) {
+					continue
+				}
+				for _, n := range s.MemberNames() {
+					m := s.Members[n]
+					if n != a.cfg.Name && i < len(m.Links) {
+						addrs[i] = append(addrs[i], m.Links[i])
+						any = true
+					}
+				}
+			}
+		})
+		if a.ml.Alone(0) && len(addrs[0]) == 0 {
+			for _, p := range a.cfg.Peers {
+				if p != a.cfg.Links[0] {
+					addrs[0] = append(addrs[0], p)
+					any = true
+				}
+			}
+		}
+		if any {
+			a.ml.Join(addrs)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.removed:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// CachedMember is an entry of DATA_DIR/members.json, which the CLI reads to
+// find other members when the local agent is down.
+type CachedMember struct {
+	Name string `json:"name"`
+	API  string `json:"api"`
+}
+
+func (a *Agent) writeMembersCache() {
+	var ms []CachedMember
+	a.store.View(func(s *cdb.State) {
+		for _, n := range s.MemberNames() {
+			ms = append(ms, CachedMember{Name: n, API: s.Members[n].API})
+		}
+	})
+	if len(ms) == 0 {
+		return
+	}
+	b, _ := json.MarshalIndent(ms, "", "  ")
+	config.WriteFileAtomic(filepath.Join(a.dir, MembersFile), b, 0o600)
+}

@@ -1,0 +1,249 @@
+// Package api owns vigil's HTTP+JSON API: routes, request decoding with limits,
+// authentication of TCP callers, and the one mapping from errors to HTTP
+// status codes. It must not hold cluster state or decide anything; it calls a
+// Backend (the agent).
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/vigil-cluster/vigil/client"
+	"github.com/vigil-cluster/vigil/internal/cdb"
+)
+
+// Limits on request bodies.
+const (
+	MaxBody    = 1 << 20
+	MaxRestore = cdb.MaxBackupSize
+)
+
+// Backend is what the API needs from the agent.
+type Backend interface {
+	Status(ctx context.Context) *client.Status
+	Config(ctx context.Context) *client.Config
+	Settings(ctx context.Context) *client.Settings
+	AddMember(ctx context.Context, r client.AddMemberRequest, by string) (*client.AddMemberResponse, error)
+	RemoveMember(ctx context.Context, name, by string) error
+	SetSettings(ctx context.Context, kv map[string]string, by string) (*client.WriteResult, error)
+	SetLogLevel(ctx context.Context, r client.LogLevelRequest) ([]client.LogLevelResult, error)
+	Backup(ctx context.Context) ([]byte, error)
+	Restore(ctx context.Context, data []byte, by string) (*client.RestoreResponse, error)
+	// AdminTokenHash is the SHA-256 (hex) of the admin token.
+	AdminTokenHash() string
+}
+
+// Server serves the API.
+type Server struct {
+	b   Backend
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New builds the handler.
+func New(b Backend, log *slog.Logger) *Server {
+	s := &Server{b: b, log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Status(r.Context())) })
+	s.mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Status(r.Context()).Members) })
+	s.mux.HandleFunc("POST /v1/members", s.addMember)
+	s.mux.HandleFunc("DELETE /v1/members/{name}", s.removeMember)
+	s.mux.HandleFunc("GET /v1/settings", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Settings(r.Context())) })
+	s.mux.HandleFunc("PUT /v1/settings", s.setSettings)
+	s.mux.HandleFunc("PUT /v1/log-level", s.setLogLevel)
+	s.mux.HandleFunc("GET /v1/cdb", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Config(r.Context())) })
+	s.mux.HandleFunc("GET /v1/cdb/backup", s.backup)
+	s.mux.HandleFunc("POST /v1/cdb/restore", s.restore)
+	return s
+}
+
+type ctxKey struct{}
+
+// Who names the caller of a request, for the audit trail.
+func Who(ctx context.Context) string {
+	if s, ok := ctx.Value(ctxKey{}).(string); ok {
+		return s
+	}
+	return "unknown"
+}
+
+// Local serves callers on the root-only Unix socket: they are admins.
+func (s *Server) Local() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, "root@socket")))
+	})
+}
+
+// Remote serves TCP callers: each must show a certificate of the cluster CA
+// or the admin token.
+func (s *Server) Remote() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		who := ""
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			who = "member:" + r.TLS.VerifiedChains[0][0].Subject.CommonName
+		} else if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			sum := sha256.Sum256([]byte(tok))
+			if want := s.b.AdminTokenHash(); want != "" && subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(want)) == 1 {
+				who = "admin-token"
+			}
+		}
+		if who == "" {
+			s.log.Warn("refused API call without credentials", "from", r.RemoteAddr, "path", r.URL.Path)
+			writeError(w, cdb.Refuse(cdb.ErrDenied, "this API needs a client certificate of the cluster CA or the admin token (Authorization: Bearer …); the vigil CLI finds both in --data-dir"))
+			return
+		}
+		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, who+"@"+r.RemoteAddr)))
+	})
+}
+
+func (s *Server) addMember(w http.ResponseWriter, r *http.Request) {
+	var req client.AddMemberRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	out, err := s.b.AddMember(r.Context(), req, Who(r.Context()))
+	reply(w, out, err)
+}
+
+func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) {
+	err := s.b.RemoveMember(r.Context(), r.PathValue("name"), Who(r.Context()))
+	reply(w, map[string]string{"removed": r.PathValue("name")}, err)
+}
+
+func (s *Server) setSettings(w http.ResponseWriter, r *http.Request) {
+	var req client.Settings
+	if !decode(w, r, &req) {
+		return
+	}
+	if len(req.Settings) == 0 {
+		writeError(w, cdb.Refuse(cdb.ErrInvalid, "no settings given: send {\"settings\": {\"KEY\": \"VALUE\"}}"))
+		return
+	}
+	out, err := s.b.SetSettings(r.Context(), req.Settings, Who(r.Context()))
+	reply(w, out, err)
+}
+
+func (s *Server) setLogLevel(w http.ResponseWriter, r *http.Request) {
+	var req client.LogLevelRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	out, err := s.b.SetLogLevel(r.Context(), req)
+	reply(w, out, err)
+}
+
+func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	b, err := s.b.Backup(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, MaxRestore+1))
+	if err != nil {
+		writeError(w, cdb.Refuse(cdb.ErrInvalid, "reading the backup: %v", err))
+		return
+	}
+	if len(data) > MaxRestore {
+		writeError(w, cdb.Refuse(cdb.ErrInvalid, "backup is larger than %d bytes: this is not a vigil backup", MaxRestore))
+		return
+	}
+	out, err := s.b.Restore(r.Context(), data, Who(r.Context()))
+	reply(w, out, err)
+}
+
+// decode reads a JSON body strictly, within MaxBody; on failure it has
+// already answered.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	data, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	if err != nil {
+		writeError(w, cdb.Refuse(cdb.ErrInvalid, "reading the request body: %v", err))
+		return false
+	}
+	if len(data) > MaxBody {
+		writeError(w, cdb.Refuse(cdb.ErrInvalid, "request body is larger than %d bytes", MaxBody))
+		return false
+	}
+	if err := DecodeStrict(data, v); err != nil {
+		writeError(w, err)
+		return false
+	}
+	return true
+}
+
+// DecodeStrict decodes one JSON value, refusing unknown fields and trailing
+// data, with an error that names the problem.
+func DecodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cdb.Refuse(cdb.ErrInvalid, "request body is empty: send a JSON object")
+		}
+		return cdb.Refuse(cdb.ErrInvalid, "request body is not valid: %v", err)
+	}
+	if dec.More() {
+		return cdb.Refuse(cdb.ErrInvalid, "request body has data after the JSON object")
+	}
+	return nil
+}
+
+func reply(w http.ResponseWriter, v any, err error) {
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, v)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// StatusOf is the one mapping from errors to HTTP status and API code.
+func StatusOf(err error) (int, string) {
+	switch {
+	case errors.Is(err, cdb.ErrNoQuorum):
+		return http.StatusServiceUnavailable, client.CodeNoQuorum
+	case errors.Is(err, cdb.ErrUnreachable), errors.Is(err, cdb.ErrNotLeader), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, client.CodeUnreachable
+	case errors.Is(err, cdb.ErrNotFound):
+		return http.StatusNotFound, client.CodeNotFound
+	case errors.Is(err, cdb.ErrConflict):
+		return http.StatusConflict, client.CodeConflict
+	case errors.Is(err, cdb.ErrInvalid):
+		return http.StatusBadRequest, client.CodeInvalid
+	case errors.Is(err, cdb.ErrDenied):
+		return http.StatusForbidden, client.CodeDenied
+	case errors.Is(err, cdb.ErrRefused):
+		return http.StatusConflict, client.CodeRefused
+	}
+	return http.StatusInternalServerError, client.CodeInternal
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code, name := StatusOf(err)
+	msg := err.Error()
+	if name == client.CodeInternal {
+		msg = fmt.Sprintf("internal error: %v", err)
+	}
+	writeJSON(w, code, client.ErrorBody{Code: name, Message: msg})
+}

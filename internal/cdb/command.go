@@ -1,0 +1,251 @@
+package cdb
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Op names a command.
+type Op string
+
+// The commands.
+const (
+	OpInit         Op = "init"
+	OpTokenCreate  Op = "token-create"
+	OpJoin         Op = "join"
+	OpMemberRemove Op = "member-remove"
+	OpSettingsSet  Op = "settings-set"
+	OpRestore      Op = "restore"
+	OpTokensPrune  Op = "tokens-prune"
+)
+
+// Command is one entry of the Raft log. At is the proposer's clock, so that
+// applying a command never reads a clock and every member computes the same
+// result.
+type Command struct {
+	Op Op        `json:"op"`
+	At time.Time `json:"at"`
+	// By names who asked (member, user or token), for the audit trail.
+	By string `json:"by,omitempty"`
+
+	Init     *InitArgs         `json:"init,omitempty"`
+	Token    *JoinToken        `json:"token,omitempty"`
+	Join     *JoinArgs         `json:"join,omitempty"`
+	Member   string            `json:"member,omitempty"`
+	Settings map[string]string `json:"settings,omitempty"`
+	Restore  *State            `json:"restore,omitempty"`
+}
+
+// InitArgs create the cluster's first state.
+type InitArgs struct {
+	Cluster        Cluster `json:"cluster"`
+	Member         Member  `json:"member"`
+	AdminTokenHash string  `json:"admin_token_hash"`
+}
+
+// JoinArgs consume a token and add a member.
+type JoinArgs struct {
+	TokenID string `json:"token_id"`
+	Secret  string `json:"secret"`
+	Member  Member `json:"member"`
+}
+
+// Errors that callers act on.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrConflict    = errors.New("conflict")
+	ErrRefused     = errors.New("refused")
+	ErrInvalid     = errors.New("invalid")
+	ErrDenied      = errors.New("denied")
+	ErrNoQuorum    = errors.New("no quorum")
+	ErrUnreachable = errors.New("unreachable")
+)
+
+// Refuse builds an Error of the kind with the message.
+func Refuse(kind error, format string, args ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Error is a refused command with the reason an operator reads.
+type Error struct {
+	Kind error
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Kind }
+
+func refuse(kind error, format string, args ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+// HashSecret hashes a token secret for storage.
+func HashSecret(secret string) string {
+	s := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(s[:])
+}
+
+// apply changes s by c and returns the result (nil, or a value) or a refusal.
+// It must be deterministic.
+func (s *State) apply(c *Command) (any, error) {
+	if c.Op != OpInit && s.Cluster.Name == "" {
+		return nil, refuse(ErrRefused, "the cluster database is not initialized yet")
+	}
+	switch c.Op {
+	case OpInit:
+		if s.Cluster.Name != "" {
+			return nil, refuse(ErrConflict, "the cluster database is already initialized (cluster %s)", s.Cluster.Name)
+		}
+		if c.Init == nil {
+			return nil, refuse(ErrRefused, "init without arguments")
+		}
+		s.Cluster = c.Init.Cluster
+		m := c.Init.Member
+		s.Members[m.Name] = &m
+		s.AdminTokenHash = c.Init.AdminTokenHash
+		return nil, nil
+
+	case OpTokenCreate:
+		t := c.Token
+		if t == nil || t.ID == "" || t.SecretHash == "" {
+			return nil, refuse(ErrRefused, "token without id or secret")
+		}
+		if err := s.checkNewMember(t.Member, 0); err != nil {
+			return nil, err
+		}
+		if _, ok := s.Tokens[t.ID]; ok {
+			return nil, refuse(ErrConflict, "token id %s exists", t.ID)
+		}
+		tc := *t
+		s.Tokens[t.ID] = &tc
+		return nil, nil
+
+	case OpJoin:
+		j := c.Join
+		if j == nil {
+			return nil, refuse(ErrRefused, "join without arguments")
+		}
+		t, ok := s.Tokens[j.TokenID]
+		if !ok || subtle.ConstantTimeCompare([]byte(HashSecret(j.Secret)), []byte(t.SecretHash)) != 1 {
+			return nil, refuse(ErrRefused, "join token is not valid for this cluster: its secret does not match (mistyped, or made by another cluster); make a new one with `vigil member add %s`", j.Member.Name)
+		}
+		if t.UsedBy != "" {
+			return nil, refuse(ErrRefused, "join token was already used by member %s at %s; a token works once: make a new one with `vigil member add`", t.UsedBy, t.UsedAt.UTC().Format(time.RFC3339))
+		}
+		if !c.At.Before(t.Expires) {
+			return nil, refuse(ErrRefused, "join token expired at %s; make a new one with `vigil member add %s`", t.Expires.UTC().Format(time.RFC3339), t.Member)
+		}
+		if j.Member.Name != t.Member {
+			return nil, refuse(ErrRefused, "this join token is for member %s, not %s: join with --member %s, or make a token for %s with `vigil member add %s`", t.Member, j.Member.Name, t.Member, j.Member.Name, j.Member.Name)
+		}
+		if err := s.checkNewMember(j.Member.Name, j.Member.ID); err != nil {
+			return nil, err
+		}
+		m := j.Member
+		if m.ID == 0 {
+			m.ID = s.NextID()
+		}
+		m.Joined = c.At
+		s.Members[m.Name] = &m
+		t.UsedBy, t.UsedAt = m.Name, c.At
+		return m, nil
+
+	case OpMemberRemove:
+		m, ok := s.Members[c.Member]
+		if !ok {
+			return nil, refuse(ErrNotFound, "member %s is not in the cluster (see `vigil members`)", c.Member)
+		}
+		if len(s.Members) == 1 {
+			return nil, refuse(ErrRefused, "member %s is the last member; remove the cluster instead with `vigil member reset --force` on it", m.Name)
+		}
+		delete(s.Members, m.Name)
+		return nil, nil
+
+	case OpSettingsSet:
+		for k, v := range c.Settings {
+			if v == "" {
+				continue
+			}
+			if err := ValidSetting(k, v); err != nil {
+				return nil, refuse(ErrRefused, "%v", err)
+			}
+		}
+		n := len(s.Settings)
+		for k, v := range c.Settings {
+			_, had := s.Settings[k]
+			if v != "" && !had {
+				n++
+			}
+		}
+		if n > MaxSettings {
+			return nil, refuse(ErrRefused, "too many settings: %d, at most %d; unset some with `vigil settings set KEY=`", n, MaxSettings)
+		}
+		for k, v := range c.Settings {
+			if v == "" {
+				delete(s.Settings, k)
+			} else {
+				s.Settings[k] = v
+			}
+		}
+		return nil, nil
+
+	case OpRestore:
+		r := c.Restore
+		if r == nil {
+			return nil, refuse(ErrRefused, "restore without a state")
+		}
+		if r.Cluster.ID != s.Cluster.ID {
+			return nil, refuse(ErrRefused, "backup is of cluster %s (id %s), this is cluster %s (id %s)", r.Cluster.Name, r.Cluster.ID, s.Cluster.Name, s.Cluster.ID)
+		}
+		// Members and tokens describe the live cluster and one-time secrets;
+		// a backup must not bring back a removed member or a used token.
+		s.Settings = map[string]string{}
+		for k, v := range r.Settings {
+			s.Settings[k] = v
+		}
+		s.Cluster.Attributes = r.Cluster.Attributes
+		return nil, nil
+
+	case OpTokensPrune:
+		for id, t := range s.Tokens {
+			if !c.At.Before(t.Expires) {
+				delete(s.Tokens, id)
+			}
+		}
+		return nil, nil
+	}
+	return nil, refuse(ErrRefused, "unknown command %q: this member's vigil is older than the one that wrote it; upgrade it", c.Op)
+}
+
+func (s *State) checkNewMember(name string, id int) error {
+	if m, ok := s.Members[name]; ok {
+		return refuse(ErrConflict, "a member named %s is already in the cluster (id %d, address %s); pick another name, or remove it first with `vigil member remove %s`", name, m.ID, first(m.Links), name)
+	}
+	if id != 0 {
+		if m := s.MemberByID(id); m != nil {
+			return refuse(ErrConflict, "member id %d is already used by member %s; pick another with --id, or leave --id out to get the next free id", id, m.Name)
+		}
+	}
+	return nil
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return s[0]
+}
+
+// Encode marshals a command for the log.
+func (c *Command) Encode() []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("cdb: command does not marshal: %v", err))
+	}
+	return b
+}

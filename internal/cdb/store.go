@@ -1,0 +1,274 @@
+package cdb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// ErrNotLeader means the write must go to the director.
+var ErrNotLeader = errors.New("this member is not the director")
+
+// fsm applies commands to the state. mu guards state.
+type fsm struct {
+	mu    sync.RWMutex
+	state *State // guarded by mu
+	// notify is called after every apply, outside mu.
+	notify func()
+}
+
+func (f *fsm) Apply(l *raft.Log) any {
+	var c Command
+	if err := json.Unmarshal(l.Data, &c); err != nil {
+		return refuse(ErrRefused, "log entry %d does not decode: %v", l.Index, err)
+	}
+	f.mu.Lock()
+	res, err := f.state.apply(&c)
+	f.state.Index = l.Index
+	f.mu.Unlock()
+	if f.notify != nil {
+		f.notify()
+	}
+	if err != nil {
+		return err
+	}
+	return res
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	b, err := json.Marshal(f.state)
+	f.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	return snapshot(b), nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s := NewState()
+	if err := json.NewDecoder(rc).Decode(s); err != nil {
+		return fmt.Errorf("snapshot does not decode: %w", err)
+	}
+	s.fill()
+	f.mu.Lock()
+	f.state = s
+	f.mu.Unlock()
+	if f.notify != nil {
+		f.notify()
+	}
+	return nil
+}
+
+type snapshot []byte
+
+func (s snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+func (s snapshot) Release() {}
+
+// Options configure a Store.
+type Options struct {
+	Dir                string // data dir; Raft files go to Dir/raft
+	LocalID            string // member name
+	Stream             raft.StreamLayer
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	Logger             *slog.Logger
+	RaftLogLevel       hclog.Level
+	// OnChange is called after every applied command or restored snapshot.
+	OnChange func()
+}
+
+// Store is a member's replica of the cluster database and its Raft node.
+type Store struct {
+	raft    *raft.Raft
+	fsm     *fsm
+	trans   *raft.NetworkTransport
+	logs    *raftboltdb.BoltStore
+	log     *slog.Logger
+	hclog   hclog.Logger
+	localID raft.ServerID
+}
+
+// Open opens (or creates) the Raft state in opts.Dir/raft.
+func Open(opts Options) (*Store, error) {
+	dir := filepath.Join(opts.Dir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: opts.RaftLogLevel, Output: os.Stderr})
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: &bbolt.Options{Timeout: time.Second}})
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w (is another agent running on this data dir?)", filepath.Join(dir, "raft.db"), err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 3, hl)
+	if err != nil {
+		bolt.Close()
+		return nil, err
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: opts.Stream, MaxPool: 4, Timeout: 5 * time.Second, Logger: hl,
+	})
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = raft.ServerID(opts.LocalID)
+	cfg.HeartbeatTimeout = opts.HeartbeatTimeout
+	cfg.ElectionTimeout = opts.ElectionTimeout
+	cfg.LeaderLeaseTimeout = opts.LeaderLeaseTimeout
+	cfg.CommitTimeout = opts.CommitTimeout
+	cfg.SnapshotThreshold = 4096
+	cfg.SnapshotInterval = 30 * time.Second
+	cfg.Logger = hl
+	f := &fsm{state: NewState(), notify: opts.OnChange}
+	r, err := raft.NewRaft(cfg, f, bolt, bolt, snaps, trans)
+	if err != nil {
+		trans.Close()
+		bolt.Close()
+		return nil, err
+	}
+	return &Store{raft: r, fsm: f, trans: trans, logs: bolt, log: opts.Logger, hclog: hl, localID: cfg.LocalID}, nil
+}
+
+// HasState reports whether this member's Raft has ever had a configuration.
+func (s *Store) HasState() bool {
+	return s.raft.LastIndex() > 0
+}
+
+// Bootstrap forms a one-member Raft group with this member as voter.
+func (s *Store) Bootstrap(addr string) error {
+	return s.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{
+		{ID: s.localID, Address: raft.ServerAddress(addr), Suffrage: raft.Voter},
+	}}).Error()
+}
+
+// SetRaftLogLevel changes Raft's log level at run time.
+func (s *Store) SetRaftLogLevel(l hclog.Level) { s.hclog.SetLevel(l) }
+
+// Close shuts Raft down.
+func (s *Store) Close() error {
+	err := s.raft.Shutdown().Error()
+	s.trans.Close()
+	s.logs.Close()
+	return err
+}
+
+// State returns a copy of the local replica.
+func (s *Store) State() *State {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return s.fsm.state.Clone()
+}
+
+// View runs fn with the local replica under a read lock; fn must not keep it.
+func (s *Store) View(fn func(*State)) {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	fn(s.fsm.state)
+}
+
+// IsLeader reports whether this member leads the Raft group.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the leader's address and id, empty if none is known.
+func (s *Store) Leader() (addr, id string) {
+	a, i := s.raft.LeaderWithID()
+	return string(a), string(i)
+}
+
+// LeaderCh reports leadership changes of this member.
+func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
+
+// RaftState is the local Raft state (Leader, Follower, Candidate, Shutdown).
+func (s *Store) RaftState() string { return s.raft.State().String() }
+
+// Stats returns Raft's statistics.
+func (s *Store) Stats() map[string]string { return s.raft.Stats() }
+
+// Apply commits a command; only the leader may call it. It returns the
+// command's result or its refusal.
+func (s *Store) Apply(ctx context.Context, c *Command) (any, uint64, error) {
+	if !s.IsLeader() {
+		return nil, 0, ErrNotLeader
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := s.raft.Apply(c.Encode(), timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, 0, ErrNotLeader
+		}
+		if errors.Is(err, raft.ErrEnqueueTimeout) {
+			return nil, 0, Refuse(ErrUnreachable, "the write was not confirmed within %s (a quorum of members did not answer); it may or may not be applied: check with `vigil cdb show`", timeout.Round(time.Millisecond))
+		}
+		return nil, 0, err
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, f.Index(), err
+	}
+	return f.Response(), f.Index(), nil
+}
+
+// Barrier waits until every committed entry is applied here (leader only).
+func (s *Store) Barrier(timeout time.Duration) error { return s.raft.Barrier(timeout).Error() }
+
+// Server is one entry of the Raft configuration.
+type Server struct {
+	ID      string
+	Address string
+	Voter   bool
+}
+
+// Configuration returns the current Raft configuration.
+func (s *Store) Configuration() ([]Server, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var out []Server
+	for _, sv := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(sv.ID), Address: string(sv.Address), Voter: sv.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// AddServer adds or updates a server (leader only).
+func (s *Store) AddServer(id, addr string, voter bool, timeout time.Duration) error {
+	if voter {
+		return s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout).Error()
+	}
+	return s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout).Error()
+}
+
+// DemoteServer turns a voter into a non-voter (leader only).
+func (s *Store) DemoteServer(id string, timeout time.Duration) error {
+	return s.raft.DemoteVoter(raft.ServerID(id), 0, timeout).Error()
+}
+
+// RemoveServer removes a server (leader only).
+func (s *Store) RemoveServer(id string, timeout time.Duration) error {
+	return s.raft.RemoveServer(raft.ServerID(id), 0, timeout).Error()
+}
+
+// AppliedIndex is the index of the last command applied here.
+func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }

@@ -1,0 +1,356 @@
+// Package localcluster runs a cluster of real `vigil agent` processes on
+// 127.0.0.1, formed through the real CLI (cluster create, member add, member
+// join). `vigil demo` and the multi-process tests use it. It stops only the
+// processes it started, by pid, and removes only the directory it made.
+package localcluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vigil-cluster/vigil/client"
+)
+
+// Options configure a local cluster.
+type Options struct {
+	// Bin is the vigil binary.
+	Bin string
+	// Dir holds the members' data dirs; empty means a new temp dir, removed
+	// by Close.
+	Dir string
+	// Members is the number of members to form (at least 1).
+	Members int
+	// BasePort is the first port; member i uses BasePort+10*i (gossip),
+	// +1 (Raft/gRPC) and +5 (API). Zero picks free ports.
+	BasePort int
+	// Profile is the timing profile (default lan).
+	Profile string
+	// Log receives the agents' logs (prefixed with the member name).
+	Log io.Writer
+}
+
+// Member is one member process.
+type Member struct {
+	Name    string
+	Dir     string
+	Address string
+	API     string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	opts    Options
+	ownDir  bool
+	mu      sync.Mutex
+	Members []*Member
+}
+
+// Start creates and forms the cluster.
+func Start(ctx context.Context, o Options) (*Cluster, error) {
+	if o.Profile == "" {
+		o.Profile = "lan"
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	c := &Cluster{opts: o}
+	if c.opts.Dir == "" {
+		d, err := os.MkdirTemp("", "vigil-local-")
+		if err != nil {
+			return nil, err
+		}
+		c.opts.Dir, c.ownDir = d, true
+	}
+	for i := 0; i < o.Members; i++ {
+		if _, err := c.Add(ctx, false); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if err := c.WaitReady(ctx, i+1); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Dir is the directory holding the data dirs.
+func (c *Cluster) Dir() string { return c.opts.Dir }
+
+func (c *Cluster) ports(i int) (string, string, error) {
+	if c.opts.BasePort != 0 {
+		p := c.opts.BasePort + 10*i
+		return fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", p+5), nil
+	}
+	// Two adjacent free ports for gossip and Raft, one for the API.
+	for try := 0; try < 50; try++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", "", err
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if p > 65000 {
+			continue
+		}
+		ok := true
+		var held []io.Closer
+		for _, q := range []int{p, p + 1} {
+			tl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
+			if err != nil {
+				ok = false
+				break
+			}
+			held = append(held, tl)
+			ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", q))
+			if err != nil {
+				ok = false
+				break
+			}
+			held = append(held, ul)
+		}
+		api, err := net.Listen("tcp", "127.0.0.1:0")
+		if err == nil {
+			held = append(held, api)
+		} else {
+			ok = false
+		}
+		for _, h := range held {
+			h.Close()
+		}
+		if ok {
+			return fmt.Sprintf("127.0.0.1:%d", p), api.Addr().String(), nil
+		}
+	}
+	return "", "", fmt.Errorf("no free ports found")
+}
+
+// Run runs the vigil CLI with args and returns its combined output.
+func (c *Cluster) Run(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, c.opts.Bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// CLI runs the vigil CLI against member i's data dir (its Unix socket).
+func (c *Cluster) CLI(ctx context.Context, i int, args ...string) (string, error) {
+	return c.Run(ctx, append([]string{"--data-dir", c.Members[i].Dir}, args...)...)
+}
+
+// Add creates (first member) or joins a new member and starts its agent.
+func (c *Cluster) Add(ctx context.Context, witness bool, extra ...string) (*Member, error) {
+	i := len(c.Members)
+	addr, api, err := c.ports(i)
+	if err != nil {
+		return nil, err
+	}
+	m := &Member{Name: fmt.Sprintf("m%d", i+1), Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("m%d", i+1)), Address: addr, API: api}
+	if i == 0 {
+		out, err := c.Run(ctx, "cluster", "create", "--name", "demo", "--member", m.Name, "--address", addr, "--api", api,
+			"--data-dir", m.Dir, "--profile", c.opts.Profile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster create: %v: %s", err, out)
+		}
+	} else {
+		tok, err := c.Token(ctx, m.Name, addr)
+		if err != nil {
+			return nil, err
+		}
+		args := []string{"member", "join", tok, "--member", m.Name, "--address", addr, "--api", api, "--data-dir", m.Dir}
+		if witness {
+			args = append(args, "--witness")
+		}
+		out, err := c.Run(ctx, append(args, extra...)...)
+		if err != nil {
+			return nil, fmt.Errorf("member join %s: %v: %s", m.Name, err, out)
+		}
+	}
+	c.mu.Lock()
+	c.Members = append(c.Members, m)
+	c.mu.Unlock()
+	return m, c.StartAgent(i)
+}
+
+// Token asks a running member for a join token.
+func (c *Cluster) Token(ctx context.Context, name, addr string, extra ...string) (string, error) {
+	var lastErr error
+	for j, o := range c.Members {
+		if !o.Running() {
+			continue
+		}
+		out, err := c.Run(ctx, append([]string{"--data-dir", o.Dir, "member", "add", name, "--address", addr, "--json"}, extra...)...)
+		if err != nil {
+			lastErr = fmt.Errorf("member add %s on m%d: %v: %s", name, j+1, err, out)
+			continue
+		}
+		i := strings.Index(out, "vigil-join-")
+		if i < 0 {
+			return "", fmt.Errorf("member add printed no token: %s", out)
+		}
+		tok := out[i:]
+		if k := strings.IndexAny(tok, "\"\n"); k >= 0 {
+			tok = tok[:k]
+		}
+		return tok, nil
+	}
+	return "", lastErr
+}
+
+// StartAgent starts member i's agent process.
+func (c *Cluster) StartAgent(i int) error {
+	m := c.Members[i]
+	cmd := exec.Command(c.opts.Bin, "agent", "--data-dir", m.Dir)
+	w := &prefixWriter{w: c.opts.Log, prefix: m.Name + " | "}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	m.cmd, m.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { cmd.Wait(); close(done) }(m.done)
+	return nil
+}
+
+// Running reports whether the member's agent process runs.
+func (m *Member) Running() bool {
+	if m.cmd == nil {
+		return false
+	}
+	select {
+	case <-m.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Pid is the agent's process id, 0 if none.
+func (m *Member) Pid() int {
+	if !m.Running() {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
+// Kill stops member i's agent with SIGKILL (a crash) and waits for it.
+func (c *Cluster) Kill(i int) { c.signal(i, syscall.SIGKILL, 0) }
+
+// Stop stops member i's agent with SIGTERM (graceful), SIGKILL after 10 s.
+func (c *Cluster) Stop(i int) { c.signal(i, syscall.SIGTERM, 10*time.Second) }
+
+func (c *Cluster) signal(i int, sig syscall.Signal, grace time.Duration) {
+	m := c.Members[i]
+	if !m.Running() {
+		return
+	}
+	m.cmd.Process.Signal(sig)
+	if grace > 0 {
+		select {
+		case <-m.done:
+			return
+		case <-time.After(grace):
+			m.cmd.Process.Kill()
+		}
+	}
+	<-m.done
+}
+
+// Client returns an API client for member i over its Unix socket.
+func (c *Cluster) Client(i int) *client.Client {
+	return client.New(client.Options{Socket: filepath.Join(c.Members[i].Dir, "vigil.sock"), Timeout: 10 * time.Second})
+}
+
+// WaitReady waits until member 0..n-1 that run all see every running member
+// UP and RUNNING, with a director.
+func (c *Cluster) WaitReady(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	var last string
+	for {
+		ok := true
+		for i := 0; i < n && ok; i++ {
+			m := c.Members[i]
+			if !m.Running() {
+				continue
+			}
+			cl := c.Client(i)
+			st, err := cl.Status(ctx)
+			cl.Close()
+			if err != nil {
+				ok, last = false, err.Error()
+				break
+			}
+			if st.Director == "" || len(st.Members) < n {
+				ok, last = false, fmt.Sprintf("%s: director %q, %d members", m.Name, st.Director, len(st.Members))
+				break
+			}
+			for j, row := range st.Members {
+				if j >= n {
+					break
+				}
+				want := c.Members[j].Running()
+				if want && (row.State != client.MemberUp || row.AgentState != client.AgentRunning) {
+					ok, last = false, fmt.Sprintf("%s sees %s %s/%s", m.Name, row.Name, row.State, row.AgentState)
+					break
+				}
+			}
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not ready: %s", last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops every agent it started and removes its temp dir.
+func (c *Cluster) Close() {
+	var wg sync.WaitGroup
+	for i := range c.Members {
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); c.Stop(i) }(i)
+	}
+	wg.Wait()
+	if c.ownDir {
+		os.RemoveAll(c.opts.Dir)
+	}
+}
+
+type prefixWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i])
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
+}

@@ -1,0 +1,287 @@
+// Package membership owns liveness: one hashicorp/memberlist instance per
+// link, encrypted and authenticated with the cluster key (AES-GCM), with
+// timings from the timing profile. It reports which members are reachable on
+// which link and what each one's agent says of itself. It must not decide
+// what to do about a member that is gone; the director does that.
+package membership
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/vigil-cluster/vigil/internal/config"
+)
+
+// Meta is what each agent gossips about itself.
+type Meta struct {
+	ID         int    `json:"id"`
+	ClusterID  string `json:"cid"`
+	AgentState string `json:"st"`
+	API        string `json:"api"`
+}
+
+// maxMeta is memberlist's limit on node metadata.
+const maxMeta = memberlist.MetaMaxSize
+
+// Link is a member's state on one link.
+type Link struct {
+	Addr  string    `json:"addr"`
+	Up    bool      `json:"up"`
+	Since time.Time `json:"since"`
+}
+
+// Peer is what this member knows of another member (or itself).
+type Peer struct {
+	Name  string
+	Meta  Meta
+	Links []Link
+	// Seen is true once the peer was seen alive since this agent started.
+	Seen bool
+}
+
+// Up reports whether the peer is alive on any link.
+func (p *Peer) Up() bool {
+	for _, l := range p.Links {
+		if l.Up {
+			return true
+		}
+	}
+	return false
+}
+
+// Since is the time of the last change of Up.
+func (p *Peer) Since() time.Time {
+	var t time.Time
+	up := p.Up()
+	for _, l := range p.Links {
+		if l.Up == up && (t.IsZero() || (up && l.Since.Before(t)) || (!up && l.Since.After(t))) {
+			t = l.Since
+		}
+	}
+	return t
+}
+
+// Options configure the membership of one member.
+type Options struct {
+	Name    string
+	Links   []string
+	Key     []byte // 16, 24 or 32 bytes
+	Profile config.Profile
+	Meta    Meta
+	Logger  *slog.Logger
+	// Debug turns on memberlist's debug lines.
+	Debug func() bool
+	// OnChange is called (from memberlist's goroutines) after any change.
+	OnChange func()
+}
+
+// Membership is the member's liveness view over all its links.
+type Membership struct {
+	opts  Options
+	lists []*memberlist.Memberlist
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	meta  []byte           // guarded by mu
+	peers map[string]*Peer // guarded by mu
+}
+
+// Start binds every link and starts gossip.
+func Start(opts Options) (*Membership, error) {
+	m := &Membership{opts: opts, log: opts.Logger, peers: map[string]*Peer{}}
+	if err := m.setMeta(opts.Meta); err != nil {
+		return nil, err
+	}
+	for i, addr := range opts.Links {
+		ml, err := memberlist.Create(m.config(i, addr))
+		if err != nil {
+			m.Shutdown()
+			return nil, fmt.Errorf("link %d (%s): %w", i, addr, err)
+		}
+		m.lists = append(m.lists, ml)
+	}
+	return m, nil
+}
+
+func (m *Membership) config(i int, addr string) *memberlist.Config {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	c := memberlist.DefaultLANConfig()
+	c.Name = m.opts.Name
+	c.BindAddr, c.BindPort = host, p
+	c.AdvertiseAddr, c.AdvertisePort = host, p
+	pr := m.opts.Profile
+	c.ProbeInterval = pr.ProbeInterval
+	c.ProbeTimeout = pr.ProbeTimeout
+	c.SuspicionMult = pr.SuspicionMult
+	c.SuspicionMaxTimeoutMult = pr.SuspicionMaxMult
+	c.GossipInterval = pr.GossipInterval
+	c.PushPullInterval = pr.PushPullInterval
+	c.TCPTimeout = pr.TCPTimeout
+	c.GossipToTheDeadTime = 10 * pr.ProbeInterval
+	c.DeadNodeReclaimTime = pr.ProbeInterval
+	c.SecretKey = m.opts.Key
+	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
+	c.Delegate = &delegate{m: m}
+	c.Events = &events{m: m, link: i}
+	c.Logger = log.New(&logFilter{log: m.log, link: i, debug: m.opts.Debug}, "", 0)
+	return c
+}
+
+// Join contacts peers per link (addrs[i] for link i) and reports how many
+// members each link reached.
+func (m *Membership) Join(addrs [][]string) []error {
+	errs := make([]error, len(m.lists))
+	for i, ml := range m.lists {
+		if i >= len(addrs) || len(addrs[i]) == 0 {
+			continue
+		}
+		if _, err := ml.Join(addrs[i]); err != nil {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+// Alone reports whether link i sees no other member.
+func (m *Membership) Alone(i int) bool {
+	return i < len(m.lists) && m.lists[i].NumMembers() <= 1
+}
+
+// SetMeta changes what this agent gossips about itself.
+func (m *Membership) SetMeta(meta Meta) {
+	if err := m.setMeta(meta); err != nil {
+		m.log.Error("gossip metadata too large", "err", err)
+		return
+	}
+	for _, ml := range m.lists {
+		if err := ml.UpdateNode(m.opts.Profile.TCPTimeout); err != nil {
+			m.log.Debug("gossip metadata update", "err", err)
+		}
+	}
+}
+
+func (m *Membership) setMeta(meta Meta) error {
+	b, _ := json.Marshal(meta)
+	if len(b) > maxMeta {
+		return fmt.Errorf("%d bytes, at most %d", len(b), maxMeta)
+	}
+	m.mu.Lock()
+	m.meta = b
+	m.mu.Unlock()
+	return nil
+}
+
+// Peers returns a copy of the view, keyed by member name.
+func (m *Membership) Peers() map[string]Peer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]Peer, len(m.peers))
+	for n, p := range m.peers {
+		c := *p
+		c.Links = append([]Link(nil), p.Links...)
+		out[n] = c
+	}
+	return out
+}
+
+// Leave announces a graceful departure on every link.
+func (m *Membership) Leave(timeout time.Duration) {
+	for _, ml := range m.lists {
+		ml.Leave(timeout)
+	}
+}
+
+// Shutdown stops gossip without announcing it.
+func (m *Membership) Shutdown() {
+	for _, ml := range m.lists {
+		ml.Shutdown()
+	}
+}
+
+func (m *Membership) update(link int, n *memberlist.Node, up bool) {
+	m.mu.Lock()
+	p, ok := m.peers[n.Name]
+	if !ok {
+		p = &Peer{Name: n.Name, Links: make([]Link, len(m.opts.Links))}
+		m.peers[n.Name] = p
+	}
+	if link < len(p.Links) {
+		l := &p.Links[link]
+		l.Addr = n.Address()
+		if l.Up != up || l.Since.IsZero() {
+			l.Up, l.Since = up, time.Now()
+		}
+	}
+	if up {
+		p.Seen = true
+		var meta Meta
+		if json.Unmarshal(n.Meta, &meta) == nil {
+			p.Meta = meta
+		}
+	}
+	m.mu.Unlock()
+	if m.opts.OnChange != nil {
+		m.opts.OnChange()
+	}
+}
+
+type events struct {
+	m    *Membership
+	link int
+}
+
+func (e *events) NotifyJoin(n *memberlist.Node)   { e.m.update(e.link, n, true) }
+func (e *events) NotifyLeave(n *memberlist.Node)  { e.m.update(e.link, n, false) }
+func (e *events) NotifyUpdate(n *memberlist.Node) { e.m.update(e.link, n, true) }
+
+type delegate struct{ m *Membership }
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	if len(d.m.meta) > limit {
+		return nil
+	}
+	return append([]byte(nil), d.m.meta...)
+}
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// logFilter turns memberlist's log lines into slog records.
+type logFilter struct {
+	log   *slog.Logger
+	link  int
+	debug func() bool
+}
+
+var _ io.Writer = (*logFilter)(nil)
+
+func (f *logFilter) Write(b []byte) (int, error) {
+	line := string(bytes.TrimSpace(b))
+	switch {
+	case bytes.Contains(b, []byte("[DEBUG]")):
+		if f.debug != nil && f.debug() {
+			f.log.Debug(line, "link", f.link)
+		}
+	case bytes.Contains(b, []byte("[ERR]")):
+		f.log.Warn(line, "link", f.link)
+	case bytes.Contains(b, []byte("[WARN]")):
+		f.log.Info(line, "link", f.link)
+	default:
+		f.log.Debug(line, "link", f.link)
+	}
+	return len(b), nil
+}

@@ -1,0 +1,306 @@
+// Package pki owns the cluster's certificate authority and member certificates:
+// creating them, loading them from a data dir, and building the TLS
+// configurations every node-to-node and API connection uses. It must not
+// decide who may join; that is the agent's job.
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Files in a data dir.
+const (
+	CACertFile = "ca.crt"
+	CAKeyFile  = "ca.key"
+	CertFile   = "member.crt"
+	KeyFile    = "member.key"
+)
+
+// MemberCertLifetime is how long a member certificate is valid.
+const MemberCertLifetime = 397 * 24 * time.Hour
+
+// CA is the cluster's certificate authority.
+type CA struct {
+	Cert    *x509.Certificate
+	CertPEM []byte
+	Key     crypto.Signer
+	KeyPEM  []byte
+}
+
+// NewCA creates a CA for the named cluster, valid for ten years.
+func NewCA(cluster string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "vigil cluster CA " + cluster, Organization: []string{"vigil:" + cluster}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, _ := x509.ParseCertificate(der)
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Cert: cert, CertPEM: pemEncode("CERTIFICATE", der), Key: key, KeyPEM: pemEncode("PRIVATE KEY", kb)}, nil
+}
+
+// ParseCA decodes a CA from its PEM files.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
+	cert, err := ParseCert(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	ca := &CA{Cert: cert, CertPEM: certPEM}
+	if keyPEM != nil {
+		k, err := parseKey(keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("CA key: %w", err)
+		}
+		ca.Key, ca.KeyPEM = k, keyPEM
+	}
+	return ca, nil
+}
+
+// Fingerprint is the SHA-256 of the CA certificate, in hex.
+func Fingerprint(cert *x509.Certificate) string {
+	s := sha256.Sum256(cert.Raw)
+	return hex.EncodeToString(s[:])
+}
+
+// NewKey creates a member key and returns it with its PEM and the PKIX DER of
+// its public key (what a joiner sends to be certified).
+func NewKey() (crypto.Signer, []byte, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return key, pemEncode("PRIVATE KEY", kb), pub, nil
+}
+
+// Issue signs a member certificate for the public key (PKIX DER). The
+// certificate names the member (CN) and carries the hosts as SANs; it serves
+// both as server and client certificate.
+func (ca *CA) Issue(member string, pubDER []byte, hosts []string) ([]byte, error) {
+	if ca.Key == nil {
+		return nil, errors.New("this member has no CA key, so it cannot issue certificates")
+	}
+	pub, err := x509.ParsePKIXPublicKey(pubDER)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: member, Organization: ca.Cert.Subject.Organization},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(MemberCertLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     []string{member, "localhost"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	return pemEncode("CERTIFICATE", der), nil
+}
+
+// Identity is what a member loads from its data dir.
+type Identity struct {
+	CA   *CA
+	Cert tls.Certificate
+	Leaf *x509.Certificate
+	Pool *x509.CertPool
+}
+
+// WriteFiles stores the CA and member files in dir with mode 0600.
+func WriteFiles(dir string, caCert, caKey, cert, key []byte) error {
+	for name, b := range map[string][]byte{CACertFile: caCert, CAKeyFile: caKey, CertFile: cert, KeyFile: key} {
+		if b == nil {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Load reads the identity files of a data dir.
+func Load(dir string) (*Identity, error) {
+	read := func(name string) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", filepath.Join(dir, name), err)
+		}
+		return b, nil
+	}
+	caPEM, err := read(CACertFile)
+	if err != nil {
+		return nil, err
+	}
+	caKey, _ := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	ca, err := ParseCA(caPEM, caKey)
+	if err != nil {
+		return nil, err
+	}
+	certPEM, err := read(CertFile)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := read(KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(append(append([]byte{}, certPEM...), caPEM...), keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("member certificate in %s: %w", dir, err)
+	}
+	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return &Identity{CA: ca, Cert: pair, Leaf: leaf, Pool: pool}, nil
+}
+
+// ServerConfig is the TLS 1.3 server side: it offers the member certificate,
+// verifies a client certificate against the CA when one is given, and
+// advertises the protocols.
+func (id *Identity) ServerConfig(protos ...string) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{id.Cert},
+		ClientCAs:    id.Pool,
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		NextProtos:   protos,
+	}
+}
+
+// ClientConfig is the TLS 1.3 client side with the member certificate.
+func (id *Identity) ClientConfig(proto string) *tls.Config {
+	c := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{id.Cert},
+		RootCAs:      id.Pool,
+		// Members are dialled by address; the certificate is checked against
+		// the CA, and the member name is checked by the caller where it matters.
+		ServerName: "localhost",
+	}
+	if proto != "" {
+		c.NextProtos = []string{proto}
+	}
+	return c
+}
+
+// PinnedConfig is the client side used by a joiner that has no certificate
+// yet: it accepts a server only if its chain ends at a CA with the given
+// fingerprint.
+func PinnedConfig(fingerprint, proto string) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		InsecureSkipVerify: true, // replaced by the fingerprint check below
+		NextProtos:         []string{proto},
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) < 2 {
+				return errors.New("the member did not present its CA certificate")
+			}
+			ca, err := x509.ParseCertificate(raw[len(raw)-1])
+			if err != nil {
+				return err
+			}
+			if got := Fingerprint(ca); got != fingerprint {
+				return fmt.Errorf("the member's CA fingerprint is %s, the token says %s: the token belongs to another cluster, or the address is wrong", short(got), short(fingerprint))
+			}
+			leaf, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(ca)
+			_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+			return err
+		},
+	}
+}
+
+func short(fp string) string {
+	if len(fp) > 16 {
+		return fp[:16] + "…"
+	}
+	return fp
+}
+
+// ParseCert decodes one PEM certificate.
+func ParseCert(b []byte) (*x509.Certificate, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, errors.New("not a PEM certificate")
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+func parseKey(b []byte) (crypto.Signer, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, errors.New("not a PEM key")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("key cannot sign")
+	}
+	return s, nil
+}
+
+func pemEncode(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	return n
+}

@@ -1,0 +1,147 @@
+// Package rpc owns node-to-node traffic on a member's cluster port: one TLS 1.3
+// listener whose connections are routed by ALPN to Raft ("vigil-raft") or to
+// the gRPC node service ("h2"), the Raft stream layer over it, and the typed
+// gRPC client and server of the node service. It must not hold cluster state;
+// it carries requests to a Node implementation.
+package rpc
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/vigil-cluster/vigil/internal/pki"
+)
+
+// ALPN protocol names.
+const (
+	ProtoRaft = "vigil-raft"
+	ProtoGRPC = "h2"
+)
+
+// handshakeTimeout bounds a TLS handshake on the cluster port.
+const handshakeTimeout = 5 * time.Second
+
+// Mux accepts TLS connections on the cluster port and routes them.
+type Mux struct {
+	ln   net.Listener
+	id   *pki.Identity
+	log  *slog.Logger
+	raft chan net.Conn
+	grpc chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+// Listen opens the cluster port.
+func Listen(addr string, id *pki.Identity, log *slog.Logger) (*Mux, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mux{ln: ln, id: id, log: log, raft: make(chan net.Conn, 16), grpc: make(chan net.Conn, 16), done: make(chan struct{})}
+	go m.serve()
+	return m, nil
+}
+
+// Addr is the listening address.
+func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
+
+// Close stops accepting.
+func (m *Mux) Close() error {
+	m.once.Do(func() { close(m.done) })
+	return m.ln.Close()
+}
+
+func (m *Mux) serve() {
+	cfg := m.id.ServerConfig(ProtoRaft, ProtoGRPC)
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.done:
+				return
+			default:
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			m.log.Warn("cluster port accept failed", "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		go m.route(tls.Server(c, cfg))
+	}
+}
+
+func (m *Mux) route(c *tls.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		m.log.Debug("TLS handshake on cluster port failed", "from", c.RemoteAddr(), "err", err)
+		c.Close()
+		return
+	}
+	st := c.ConnectionState()
+	var ch chan net.Conn
+	switch st.NegotiatedProtocol {
+	case ProtoRaft:
+		if len(st.VerifiedChains) == 0 {
+			m.log.Warn("refused Raft connection without a cluster certificate", "from", c.RemoteAddr())
+			c.Close()
+			return
+		}
+		ch = m.raft
+	case ProtoGRPC:
+		ch = m.grpc
+	default:
+		m.log.Warn("refused connection with unknown protocol", "from", c.RemoteAddr(), "alpn", st.NegotiatedProtocol)
+		c.Close()
+		return
+	}
+	select {
+	case ch <- c:
+	case <-m.done:
+		c.Close()
+	}
+}
+
+// RaftLayer returns the Raft stream layer on this mux.
+func (m *Mux) RaftLayer() raft.StreamLayer { return &raftLayer{m: m} }
+
+type raftLayer struct{ m *Mux }
+
+func (l *raftLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.m.raft:
+		return c, nil
+	case <-l.m.done:
+		return nil, errors.New("cluster port closed")
+	}
+}
+func (l *raftLayer) Close() error   { return nil }
+func (l *raftLayer) Addr() net.Addr { return l.m.ln.Addr() }
+func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	return tls.DialWithDialer(d, "tcp", string(addr), l.m.id.ClientConfig(ProtoRaft))
+}
+
+// grpcListener hands the mux's gRPC connections to a grpc.Server.
+type grpcListener struct{ m *Mux }
+
+func (l *grpcListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.m.grpc:
+		return c, nil
+	case <-l.m.done:
+		return nil, net.ErrClosed
+	}
+}
+func (l *grpcListener) Close() error   { return nil }
+func (l *grpcListener) Addr() net.Addr { return l.m.ln.Addr() }
