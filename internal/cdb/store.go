@@ -21,10 +21,14 @@ import (
 // ErrNotLeader means the write must go to the director.
 var ErrNotLeader = errors.New("this member is not the director")
 
-// fsm applies commands to the state. mu guards state.
+// fsm applies commands to the state. mu guards state and preview.
 type fsm struct {
 	mu    sync.RWMutex
 	state *State // guarded by mu
+	// preview is the state rebuilt from this member's own snapshot and log at
+	// start-up. Reads use it until Raft has applied as far, so a restarted
+	// member answers from its data dir before it reaches the cluster.
+	preview *State // guarded by mu
 	// notify is called after every apply, outside mu.
 	notify func()
 }
@@ -37,6 +41,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	res, err := f.state.apply(&c)
 	f.state.Index = l.Index
+	if f.preview != nil && l.Index >= f.preview.Index {
+		f.preview = nil
+	}
 	f.mu.Unlock()
 	if f.notify != nil {
 		f.notify()
@@ -66,6 +73,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	s.fill()
 	f.mu.Lock()
 	f.state = s
+	if f.preview != nil && s.Index >= f.preview.Index {
+		f.preview = nil
+	}
 	f.mu.Unlock()
 	if f.notify != nil {
 		f.notify()
@@ -135,10 +145,12 @@ func Open(opts Options) (*Store, error) {
 	cfg.ElectionTimeout = opts.ElectionTimeout
 	cfg.LeaderLeaseTimeout = opts.LeaderLeaseTimeout
 	cfg.CommitTimeout = opts.CommitTimeout
-	cfg.SnapshotThreshold = 4096
+	cfg.SnapshotThreshold = 1024
+	cfg.TrailingLogs = 2048
 	cfg.SnapshotInterval = 30 * time.Second
 	cfg.Logger = hl
 	f := &fsm{state: NewState(), notify: opts.OnChange}
+	f.preview = buildPreview(snaps, bolt, hl)
 	r, err := raft.NewRaft(cfg, f, bolt, bolt, snaps, trans)
 	if err != nil {
 		trans.Close()
@@ -175,14 +187,63 @@ func (s *Store) Close() error {
 func (s *Store) State() *State {
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
-	return s.fsm.state.Clone()
+	return s.fsm.current().Clone()
 }
 
 // View runs fn with the local replica under a read lock; fn must not keep it.
 func (s *Store) View(fn func(*State)) {
 	s.fsm.mu.RLock()
 	defer s.fsm.mu.RUnlock()
-	fn(s.fsm.state)
+	fn(s.fsm.current())
+}
+
+// current is the state reads see. Callers hold mu.
+func (f *fsm) current() *State {
+	if f.preview != nil {
+		return f.preview
+	}
+	return f.state
+}
+
+// buildPreview replays this member's latest snapshot and the commands of its
+// log after it. The log may end with entries not yet committed; the preview
+// is only read, never replicated, and is dropped once Raft has applied as far.
+func buildPreview(snaps raft.SnapshotStore, logs raft.LogStore, hl hclog.Logger) *State {
+	st := NewState()
+	metas, err := snaps.List()
+	if err == nil && len(metas) > 0 {
+		_, rc, err := snaps.Open(metas[0].ID)
+		if err == nil {
+			err = json.NewDecoder(rc).Decode(st)
+			rc.Close()
+		}
+		if err != nil {
+			hl.Warn("preview: snapshot unreadable", "error", err)
+			return nil
+		}
+		st.fill()
+	}
+	first, _ := logs.FirstIndex()
+	last, _ := logs.LastIndex()
+	if first == 0 && st.Index == 0 {
+		return nil
+	}
+	for i := max(first, st.Index+1); i <= last && i > 0; i++ {
+		var l raft.Log
+		if logs.GetLog(i, &l) != nil || l.Type != raft.LogCommand {
+			continue
+		}
+		var c Command
+		if json.Unmarshal(l.Data, &c) != nil {
+			continue
+		}
+		st.apply(&c)
+		st.Index = i
+	}
+	if st.Cluster.Name == "" {
+		return nil
+	}
+	return st
 }
 
 // IsLeader reports whether this member leads the Raft group.
