@@ -192,17 +192,24 @@ func (a *Agent) shutdown() {
 		a.unix.Shutdown(ctx)
 		os.Remove(filepath.Join(a.dir, SocketFile))
 	}
-	if a.grpc != nil {
-		a.grpc.Stop()
-	}
 	if a.store != nil {
+		if a.store.IsLeader() {
+			// Hand the director role over rather than make the others wait
+			// for an election.
+			if err := a.store.TransferLeadership(); err == nil {
+				a.log.Info("handed the director role over before stopping")
+			}
+		}
 		a.store.Close()
-	}
-	if a.pool != nil {
-		a.pool.Close()
 	}
 	if a.mux != nil {
 		a.mux.Close()
+	}
+	if a.grpc != nil {
+		a.grpc.Stop()
+	}
+	if a.pool != nil {
+		a.pool.Close()
 	}
 	a.log.Info("agent stopped")
 }

@@ -331,5 +331,23 @@ func (s *Store) RemoveServer(id string, timeout time.Duration) error {
 	return s.raft.RemoveServer(raft.ServerID(id), 0, timeout).Error()
 }
 
+// TransferLeadership hands leadership to another voter, if there is one.
+func (s *Store) TransferLeadership() error {
+	servers, err := s.Configuration()
+	if err != nil {
+		return err
+	}
+	voters := 0
+	for _, sv := range servers {
+		if sv.Voter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return errors.New("no other voter")
+	}
+	return s.raft.LeadershipTransfer().Error()
+}
+
 // AppliedIndex is the index of the last command applied here.
 func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }

@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -72,6 +74,10 @@ func ValidName(what, s string) error {
 	return nil
 }
 
+// hostRE matches a DNS host name: dot-separated labels of letters, digits,
+// '-' and '_'.
+var hostRE = regexp.MustCompile(`^([a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?)(\.[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?)*\.?$`)
+
 // ValidAddress checks a HOST:PORT address with a literal IP or host name and a
 // port in 1-65534 (the next port is used for Raft and gRPC).
 func ValidAddress(what, s string) error {
@@ -84,6 +90,9 @@ func ValidAddress(what, s string) error {
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		return fmt.Errorf("%s %q is a wildcard: give the address other members reach this one on", what, s)
+	}
+	if _, err := netip.ParseAddr(host); err != nil && (len(host) > 253 || !hostRE.MatchString(host)) {
+		return fmt.Errorf("%s %q: host %q is neither an IP address nor a host name", what, s, host)
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65534 {
@@ -212,6 +221,9 @@ func Parse(path string, b []byte) (*Member, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&m); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: the file is empty: it should hold this member's settings, written by `vigil cluster create` or `vigil member join`", path)
+		}
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
 	if err := m.Validate(); err != nil {

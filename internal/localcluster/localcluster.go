@@ -37,6 +37,8 @@ type Options struct {
 	Profile string
 	// Log receives the agents' logs (prefixed with the member name).
 	Log io.Writer
+	// CreateArgs are extra arguments to `vigil cluster create`.
+	CreateArgs []string
 }
 
 // Member is one member process.
@@ -160,8 +162,9 @@ func (c *Cluster) Add(ctx context.Context, witness bool, extra ...string) (*Memb
 	}
 	m := &Member{Name: fmt.Sprintf("m%d", i+1), Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("m%d", i+1)), Address: addr, API: api}
 	if i == 0 {
-		out, err := c.Run(ctx, "cluster", "create", "--name", "demo", "--member", m.Name, "--address", addr, "--api", api,
-			"--data-dir", m.Dir, "--profile", c.opts.Profile)
+		args := []string{"cluster", "create", "--name", "demo", "--member", m.Name, "--address", addr, "--api", api,
+			"--data-dir", m.Dir, "--profile", c.opts.Profile}
+		out, err := c.Run(ctx, append(args, c.opts.CreateArgs...)...)
 		if err != nil {
 			return nil, fmt.Errorf("cluster create: %v: %s", err, out)
 		}

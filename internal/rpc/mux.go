@@ -133,7 +133,13 @@ func (l *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 }
 
 // grpcListener hands the mux's gRPC connections to a grpc.Server.
-type grpcListener struct{ m *Mux }
+type grpcListener struct {
+	m      *Mux
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newGRPCListener(m *Mux) *grpcListener { return &grpcListener{m: m, closed: make(chan struct{})} }
 
 func (l *grpcListener) Accept() (net.Conn, error) {
 	select {
@@ -141,7 +147,13 @@ func (l *grpcListener) Accept() (net.Conn, error) {
 		return c, nil
 	case <-l.m.done:
 		return nil, net.ErrClosed
+	case <-l.closed:
+		return nil, net.ErrClosed
 	}
 }
-func (l *grpcListener) Close() error   { return nil }
+
+func (l *grpcListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
 func (l *grpcListener) Addr() net.Addr { return l.m.ln.Addr() }

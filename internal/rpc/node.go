@@ -116,7 +116,7 @@ func Serve(m *Mux, n Node, log *slog.Logger) *grpc.Server {
 		grpc.UnaryInterceptor(requireMember(log)),
 	)
 	s.RegisterService(&serviceDesc, n)
-	go s.Serve(&grpcListener{m: m})
+	go s.Serve(newGRPCListener(m))
 	return s
 }
 
