@@ -202,6 +202,15 @@ func (s *State) apply(c *Command) (any, error) {
 		if r.Cluster.ID != s.Cluster.ID {
 			return nil, refuse(ErrRefused, "backup is of cluster %s (id %s), this is cluster %s (id %s)", r.Cluster.Name, r.Cluster.ID, s.Cluster.Name, s.Cluster.ID)
 		}
+		// A backup's settings pass the checks of settings-set.
+		if len(r.Settings) > MaxSettings {
+			return nil, refuse(ErrRefused, "backup has too many settings: %d, at most %d (the file was changed by hand)", len(r.Settings), MaxSettings)
+		}
+		for k, v := range r.Settings {
+			if err := ValidSetting(k, v); err != nil {
+				return nil, refuse(ErrRefused, "backup cannot be restored: %v", err)
+			}
+		}
 		// Members and tokens describe the live cluster and one-time secrets;
 		// a backup must not bring back a removed member or a used token.
 		s.Settings = map[string]string{}
