@@ -60,7 +60,12 @@ func DecodeBackup(data []byte) (*Backup, *State, error) {
 	if b.Version < 1 || b.Version > BackupVersion {
 		return nil, nil, fmt.Errorf("backup version %d is not supported: this vigil reads version 1 to %d; restore it with a newer vigil", b.Version, BackupVersion)
 	}
-	sum := sha256.Sum256(b.State)
+	// The sum is of the compact state; the file holds it indented.
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, b.State); err != nil {
+		return nil, nil, fmt.Errorf("backup is corrupt: its state is not JSON: %v", err)
+	}
+	sum := sha256.Sum256(compact.Bytes())
 	if hex.EncodeToString(sum[:]) != b.SHA256 {
 		return nil, nil, fmt.Errorf("backup is corrupt: the checksum of its state does not match (the file was changed or truncated)")
 	}
