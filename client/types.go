@@ -27,6 +27,10 @@ const (
 	RoleDirector = "director"
 	RoleVoter    = "voter"
 	RoleNonVoter = "non-voter"
+	// RolePending is a member that joined but has not yet been seen by the
+	// director, so it has no place in the Raft configuration and its votes do
+	// not count yet.
+	RolePending = "pending"
 )
 
 // Link is a member's state on one link, as the answering member sees it.

@@ -85,8 +85,10 @@ func (a *Agent) Status(ctx context.Context) *client.Status {
 			row.Role = client.RoleDirector
 		case ok && s.Voter:
 			row.Role = client.RoleVoter
-		default:
+		case ok:
 			row.Role = client.RoleNonVoter
+		default:
+			row.Role = client.RolePending
 		}
 		out.Members = append(out.Members, row)
 	}

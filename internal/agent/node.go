@@ -174,18 +174,37 @@ func (a *Agent) applyLocal(ctx context.Context, c *cdb.Command) (*rpc.ForwardRes
 	return out, nil
 }
 
-// quorum computes votes from the CDB members and this member's liveness view.
+// quorum computes votes. A member's votes count once it has taken its place
+// in the Raft voter set: a member that joined but never started does not
+// raise the expected votes (VMS counts only members that took part, too), so
+// the vote arithmetic and Raft's own majority always agree.
 func (a *Agent) quorum() (present, expected, needed int) {
 	peers := a.ml.Peers()
+	voters := a.voters()
 	a.store.View(func(s *cdb.State) {
-		expected = s.ExpectedVotes()
 		for n, m := range s.Members {
+			if !voters[n] {
+				continue
+			}
+			expected += m.Votes
 			if p, ok := peers[n]; n == a.cfg.Name || (ok && p.Up()) {
 				present += m.Votes
 			}
 		}
 	})
 	return present, expected, cdb.QuorumNeeded(expected)
+}
+
+// voters is the set of voters in the Raft configuration.
+func (a *Agent) voters() map[string]bool {
+	out := map[string]bool{}
+	servers, _ := a.store.Configuration()
+	for _, s := range servers {
+		if s.Voter {
+			out[s.ID] = true
+		}
+	}
+	return out
 }
 
 func (a *Agent) checkQuorum() error {
