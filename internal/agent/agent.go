@@ -60,6 +60,7 @@ type Agent struct {
 	agentState string // guarded by mu
 	wasMember  bool   // guarded by mu
 	removedOne sync.Once
+	stopOnce   sync.Once
 }
 
 // New loads the data dir. logOut receives the logs.
@@ -178,7 +179,9 @@ func (a *Agent) serveAPI() error {
 	return nil
 }
 
-func (a *Agent) shutdown() {
+func (a *Agent) shutdown() { a.stopOnce.Do(a.stop) }
+
+func (a *Agent) stop() {
 	if a.ml != nil {
 		a.ml.Leave(500 * time.Millisecond)
 		a.ml.Shutdown()
