@@ -23,8 +23,9 @@ lint: ## gofmt, go vet, staticcheck (when installed)
 	$(GO) vet $(PKGS)
 	@command -v staticcheck >/dev/null && staticcheck $(PKGS) || echo "staticcheck not installed; skipped"
 
-bench: ## CDB write latency and throughput on a local 3-member cluster
-	$(GO) test -run '^$$' -bench . -benchtime 2000x -timeout 20m ./internal/cdb/... ./test/...
+bench: ## CDB write latency/throughput and failover detection/election times on local 3-member clusters
+	$(GO) test -run '^$$' -bench BenchmarkCDBWrite -benchtime 2000x -timeout 20m ./test/e2e
+	$(GO) test -run '^$$' -bench BenchmarkFailover -benchtime 10x -timeout 20m ./test/e2e
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 	./scripts/fuzz.sh $${FUZZTIME:-60s}

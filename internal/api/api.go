@@ -196,7 +196,7 @@ func DecodeStrict(data []byte, v any) error {
 		}
 		return cdb.Refuse(cdb.ErrInvalid, "request body is not valid: %v", err)
 	}
-	if dec.More() {
+	if rest := bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
 		return cdb.Refuse(cdb.ErrInvalid, "request body has data after the JSON object")
 	}
 	return nil
