@@ -126,7 +126,7 @@ func Open(opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: opts.RaftLogLevel, Output: os.Stderr})
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: opts.RaftLogLevel, Output: newRaftLog(opts.Logger), DisableTime: true})
 	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: &bbolt.Options{Timeout: time.Second}})
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w (is another agent running on this data dir?)", filepath.Join(dir, "raft.db"), err)
