@@ -272,4 +272,3 @@ func (a *Agent) Restore(ctx context.Context, data []byte, by string) (*client.Re
 	a.log.Warn("cluster database restored from a backup", "backup_index", b.Index, "backup_created", b.Created, "by", by)
 	return &client.RestoreResponse{Index: res.Index, Created: b.Created.Format(time.RFC3339)}, nil
 }
-

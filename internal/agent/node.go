@@ -292,4 +292,3 @@ func (a *Agent) backupLocal() ([]byte, error) {
 	}
 	return cdb.EncodeBackup(a.store.State(), time.Now())
 }
-
