@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -167,7 +169,9 @@ func (s *State) apply(c *Command) (any, error) {
 		return nil, nil
 
 	case OpSettingsSet:
-		for k, v := range c.Settings {
+		// In key order, so every member refuses with the same message.
+		for _, k := range slices.Sorted(maps.Keys(c.Settings)) {
+			v := c.Settings[k]
 			if v == "" {
 				continue
 			}
@@ -206,8 +210,8 @@ func (s *State) apply(c *Command) (any, error) {
 		if len(r.Settings) > MaxSettings {
 			return nil, refuse(ErrRefused, "backup has too many settings: %d, at most %d (the file was changed by hand)", len(r.Settings), MaxSettings)
 		}
-		for k, v := range r.Settings {
-			if err := ValidSetting(k, v); err != nil {
+		for _, k := range slices.Sorted(maps.Keys(r.Settings)) {
+			if err := ValidSetting(k, r.Settings[k]); err != nil {
 				return nil, refuse(ErrRefused, "backup cannot be restored: %v", err)
 			}
 		}

@@ -482,3 +482,21 @@ func TestErrorKinds(t *testing.T) {
 		t.Fatalf("a wrapped refusal loses its kind")
 	}
 }
+
+// TestApplyRefusalIsDeterministic: with several bad settings, every member
+// refuses with the same message, naming the first bad key in order.
+func TestApplyRefusalIsDeterministic(t *testing.T) {
+	kv := map[string]string{"user.ok": "1", "zz": "1", "token-ttl": "1s", "aa": "1", "mm": "1"}
+	for _, c := range []*Command{settingsCmd(kv), {Op: OpRestore, At: t0, Restore: &State{Cluster: Cluster{ID: "id-c1"}, Settings: kv}}} {
+		s := newInit(t)
+		_, first := s.apply(c)
+		if first == nil || !strings.Contains(first.Error(), `"aa"`) {
+			t.Fatalf("%s: refusal %v does not name the first bad key, aa", c.Op, first)
+		}
+		for range 50 {
+			if _, err := s.apply(c); err == nil || err.Error() != first.Error() {
+				t.Fatalf("%s refused with %q, then with %q", c.Op, first, err)
+			}
+		}
+	}
+}
