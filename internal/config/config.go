@@ -226,6 +226,17 @@ func Parse(path string, b []byte) (*Member, error) {
 		}
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
+	for {
+		// Only empty documents may follow.
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil || len(more.Content) != 1 || more.Content[0].ShortTag() != "!!null" {
+			return nil, fmt.Errorf("%s: holds more than one YAML document (a line with ---): keep only this member's settings", path)
+		}
+	}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}

@@ -224,6 +224,12 @@ func TestParseDefaultsAndFields(t *testing.T) {
 	if m.Votes != 1 || m.Profile != "lan" || m.LogLevel != "info" {
 		t.Fatalf("defaults not kept: votes %d profile %q log_level %q", m.Votes, m.Profile, m.LogLevel)
 	}
+	// Document markers and empty documents around the settings are fine.
+	for _, s := range []string{"---\n" + goodYAML, goodYAML + "...\n", goodYAML + "---\n", goodYAML + "---\n# end\n---\n~\n"} {
+		if _, err := Parse("/d/vigil.yaml", []byte(s)); err != nil {
+			t.Errorf("Parse(%q): %v", s, err)
+		}
+	}
 }
 
 func TestParseStrict(t *testing.T) {
@@ -242,6 +248,9 @@ func TestParseStrict(t *testing.T) {
 		{"string for a list", strings.Replace(goodYAML, "links:\n  - 198.18.0.2:7000", "links: 198.18.0.2:7000", 1),
 			[]string{path, "line 5"}},
 		{"not yaml", "cluster: [c1\n", []string{path, "line"}},
+		{"second document", goodYAML + "---\nbogus: field\n", []string{path, "more than one YAML document"}},
+		{"second document, broken", goodYAML + "---\n[\n", []string{path, "more than one YAML document"}},
+		{"third document", goodYAML + "---\n---\nbogus: field\n", []string{path, "more than one YAML document"}},
 		{"empty file", "", []string{path, "empty", "vigil cluster create"}},
 		{"comments only", "# nothing\n", []string{path, "empty"}},
 		{"invalid value", strings.Replace(goodYAML, "domain: 3", "domain: 99", 1),
