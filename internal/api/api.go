@@ -64,6 +64,9 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/cdb", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Config(r.Context())) })
 	s.mux.HandleFunc("GET /v1/cdb/backup", s.backup)
 	s.mux.HandleFunc("POST /v1/cdb/restore", s.restore)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, cdb.Refuse(cdb.ErrNotFound, "no API route %s %s: see docs/API.md for the routes", r.Method, r.URL.Path))
+	})
 	return s
 }
 

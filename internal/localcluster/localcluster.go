@@ -39,13 +39,16 @@ type Options struct {
 	Log io.Writer
 	// CreateArgs are extra arguments to `vigil cluster create`.
 	CreateArgs []string
+	// Links is the number of links per member (default 1).
+	Links int
 }
 
 // Member is one member process.
 type Member struct {
 	Name    string
 	Dir     string
-	Address string
+	Address string   // first link
+	Links   []string // every link
 	API     string
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -92,7 +95,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 func (c *Cluster) Dir() string { return c.opts.Dir }
 
 func (c *Cluster) ports(i int) (string, string, error) {
-	if c.opts.BasePort != 0 {
+	if c.opts.BasePort != 0 && i >= 0 {
 		p := c.opts.BasePort + 10*i
 		return fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", p+5), nil
 	}
@@ -160,10 +163,21 @@ func (c *Cluster) Add(ctx context.Context, witness bool, extra ...string) (*Memb
 	if err != nil {
 		return nil, err
 	}
-	m := &Member{Name: fmt.Sprintf("m%d", i+1), Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("m%d", i+1)), Address: addr, API: api}
+	m := &Member{Name: fmt.Sprintf("m%d", i+1), Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("m%d", i+1)), Address: addr, API: api, Links: []string{addr}}
+	for l := 1; l < c.opts.Links; l++ {
+		extra, _, err := c.ports(-1)
+		if err != nil {
+			return nil, err
+		}
+		m.Links = append(m.Links, extra)
+	}
+	var linkArgs []string
+	for _, l := range m.Links {
+		linkArgs = append(linkArgs, "--address", l)
+	}
 	if i == 0 {
-		args := []string{"cluster", "create", "--name", "demo", "--member", m.Name, "--address", addr, "--api", api,
-			"--data-dir", m.Dir, "--profile", c.opts.Profile}
+		args := append([]string{"cluster", "create", "--name", "demo", "--member", m.Name, "--api", api,
+			"--data-dir", m.Dir, "--profile", c.opts.Profile}, linkArgs...)
 		out, err := c.Run(ctx, append(args, c.opts.CreateArgs...)...)
 		if err != nil {
 			return nil, fmt.Errorf("cluster create: %v: %s", err, out)
@@ -173,7 +187,7 @@ func (c *Cluster) Add(ctx context.Context, witness bool, extra ...string) (*Memb
 		if err != nil {
 			return nil, err
 		}
-		args := []string{"member", "join", tok, "--member", m.Name, "--address", addr, "--api", api, "--data-dir", m.Dir}
+		args := append([]string{"member", "join", tok, "--member", m.Name, "--api", api, "--data-dir", m.Dir}, linkArgs...)
 		if witness {
 			args = append(args, "--witness")
 		}

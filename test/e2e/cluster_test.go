@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vigil-cluster/vigil/client"
+	"github.com/vigil-cluster/vigil/internal/localcluster"
 )
 
 // TestFormationAndRestart forms a 3-member cluster through the CLI, checks
@@ -169,4 +170,30 @@ func TestMemberKillDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitState(watcher, c.Members[victim].Name, client.MemberUp, 15*time.Second)
+}
+
+// TestTwoLinks forms members with two links each; every link is monitored and
+// shown.
+func TestTwoLinks(t *testing.T) {
+	c := startCluster(t, 3, func(o *localcluster.Options) { o.Links = 2 })
+	c.eventually(15*time.Second, "both links up everywhere", func() (bool, string) {
+		st, err := c.status(2)
+		if err != nil {
+			return false, err.Error()
+		}
+		for i, m := range st.Members {
+			if len(m.Links) != 2 {
+				return false, fmt.Sprintf("%s has %d links", m.Name, len(m.Links))
+			}
+			for j, l := range m.Links {
+				if !l.Up || l.Addr != c.Members[i].Links[j] {
+					return false, fmt.Sprintf("%s link %d: %+v", m.Name, j, l)
+				}
+			}
+		}
+		return true, ""
+	})
+	if out := c.mustCLI(0, "members"); strings.Count(out, "(up)") != 6 {
+		t.Errorf("members should show 6 links up:\n%s", out)
+	}
 }
