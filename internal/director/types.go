@@ -207,7 +207,7 @@ type Status struct {
 	// Fails are the fail records, one per member, sorted by member name.
 	Fails []FailRecord
 	// Restarts are the restarts in place within the restart window.
-	Restarts []Restart
+	Restarts []RestartRecord
 }
 
 // FailRecord counts the failures of a service on one member.
@@ -225,12 +225,30 @@ type FailRecord struct {
 	Hard bool
 	// Fatal: an OCF fatal error. Not anywhere until cleared.
 	Fatal bool
-	// Reason describes the last failure, e.g. "monitor failed (soft): exit 7".
-	Reason string
+	// Kind, Severity and Detail describe the last failure.
+	Kind     EventKind
+	Severity Severity
+	Detail   string
 }
 
-// Restart records one restart in place.
-type Restart struct {
+// String describes the last failure, e.g. "monitor failed (soft: exit 7)".
+func (r FailRecord) String() string {
+	verb := strings.ReplaceAll(string(r.Kind), "-", " ")
+	if r.Kind == StopFailed {
+		if r.Detail != "" {
+			return verb + " (" + r.Detail + ")"
+		}
+		return verb
+	}
+	s := verb + " (" + string(r.Severity)
+	if r.Detail != "" {
+		s += ": " + r.Detail
+	}
+	return s + ")"
+}
+
+// RestartRecord records one restart in place.
+type RestartRecord struct {
 	Member string
 	At     time.Time
 }
