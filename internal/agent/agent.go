@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,6 +107,9 @@ func hcLevel(l slog.Level) hclog.Level {
 
 // Run runs the agent until ctx ends or the member is removed.
 func (a *Agent) Run(ctx context.Context) (err error) {
+	if b, err := os.ReadFile(filepath.Join(a.dir, RemovedFile)); err == nil {
+		return fmt.Errorf("member %s was removed from cluster %s (%s); wipe it with `vigil member reset --data-dir %s` before it joins again", a.cfg.Name, a.cfg.Cluster, strings.TrimSpace(string(b)), a.dir)
+	}
 	defer func() {
 		if err != nil {
 			a.shutdown()
@@ -132,7 +136,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 		a.log.Info("formed a new cluster", "cluster", a.cfg.Cluster)
 	}
-	a.grpc = rpc.Serve(a.mux, &node{a: a}, a.log)
+	a.mux.Allow = a.AllowedCert
 	a.ml, err = membership.Start(membership.Options{
 		Name: a.cfg.Name, Links: a.cfg.Links, Key: a.key, Profile: a.prof, Logger: a.log,
 		Meta:     membership.Meta{ID: a.cfg.ID, ClusterID: a.cfg.ClusterID, AgentState: client.AgentInitializing, API: a.cfg.API},
@@ -142,6 +146,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("membership: %w", err)
 	}
+	a.grpc = rpc.Serve(a.mux, &node{a: a}, a.log)
 	if err := a.serveAPI(); err != nil {
 		return err
 	}
@@ -195,6 +200,16 @@ func (a *Agent) stop() {
 		a.unix.Shutdown(ctx)
 		os.Remove(filepath.Join(a.dir, SocketFile))
 	}
+	if a.grpc != nil {
+		// Let calls in flight (forwarded writes) finish, briefly.
+		done := make(chan struct{})
+		go func() { a.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			a.grpc.Stop()
+		}
+	}
 	if a.store != nil {
 		if a.store.IsLeader() {
 			// Hand the director role over rather than make the others wait
@@ -207,9 +222,6 @@ func (a *Agent) stop() {
 	}
 	if a.mux != nil {
 		a.mux.Close()
-	}
-	if a.grpc != nil {
-		a.grpc.Stop()
 	}
 	if a.pool != nil {
 		a.pool.Close()
@@ -231,6 +243,7 @@ func (a *Agent) loop(ctx context.Context) {
 	defer tick.Stop()
 	var lastIndex uint64
 	lastPrune := time.Now()
+	settled := false // the director has applied everything committed before its term
 	for {
 		select {
 		case <-ctx.Done():
@@ -241,7 +254,18 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-a.kick:
 		}
 		a.updateAgentState()
-		if a.store.IsLeader() {
+		if !a.store.IsLeader() {
+			settled = false
+		} else {
+			if !settled {
+				// Decide from the whole log, never from a state behind
+				// the configuration (a just-joined member would look
+				// removed).
+				if err := a.store.Barrier(a.prof.ApplyTimeout); err != nil {
+					continue
+				}
+				settled = true
+			}
 			a.initIfBootstrap(ctx)
 			a.reconcile()
 			if time.Since(lastPrune) > time.Minute {
@@ -277,6 +301,7 @@ func (a *Agent) updateAgentState() {
 	a.mu.Unlock()
 	if was && initialized && !inCDB {
 		a.log.Warn("this member was removed from the cluster; the agent stops. Wipe its state with `vigil member reset` before it joins again")
+		os.WriteFile(filepath.Join(a.dir, RemovedFile), []byte(fmt.Sprintf("removed, seen at %s\n", time.Now().UTC().Format(time.RFC3339))), 0o600)
 		a.removedOne.Do(func() { close(a.removed) })
 		return
 	}
@@ -364,6 +389,13 @@ func (a *Agent) reconcile() {
 			if s.Voter && m.Votes == 0 {
 				a.store.DemoteServer(name, timeout)
 				return
+			}
+			if !s.Voter && m.Votes == 1 && voters < maxVoters {
+				if p, up := peers[name]; up && p.Up() {
+					a.log.Info("promoting member to voter", "promoted", name)
+					a.store.AddServer(name, config.RPCAddress(m.Links[0]), true, timeout)
+					return
+				}
 			}
 			continue
 		}

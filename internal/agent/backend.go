@@ -22,6 +22,13 @@ func (a *Agent) AdminTokenHash() string {
 	return hex.EncodeToString(sum[:])
 }
 
+// AllowedCert implements api.Backend.
+func (a *Agent) AllowedCert(cn, serial string) bool {
+	ok := true
+	a.store.View(func(s *cdb.State) { ok = s.Allowed(cn, serial) })
+	return ok
+}
+
 // staleness says whether local reads may be behind, and why.
 func (a *Agent) staleness() (bool, string) {
 	present, expected, needed := a.quorum()
@@ -172,11 +179,48 @@ func (a *Agent) RemoveMember(ctx context.Context, name, by string) error {
 	if name == a.cfg.Name {
 		return cdb.Refuse(cdb.ErrRefused, "member %s is the member this command runs on: run `vigil member remove %s` against another member (--api HOST:PORT)", name, name)
 	}
+	if err := a.checkRemoval(name); err != nil {
+		return err
+	}
 	if _, err := a.write(ctx, &cdb.Command{Op: cdb.OpMemberRemove, By: by, Member: name}); err != nil {
 		return err
 	}
 	a.log.Info("member removed", "removed", name, "by", by)
 	a.poke()
+	return nil
+}
+
+// checkRemoval refuses a removal that would leave the cluster without quorum
+// or without a voter.
+func (a *Agent) checkRemoval(name string) error {
+	st := a.store.State()
+	m, ok := st.Members[name]
+	if !ok {
+		return cdb.Refuse(cdb.ErrNotFound, "member %s is not in the cluster (see `vigil members`)", name)
+	}
+	voters := a.voters()
+	if !voters[name] {
+		return nil
+	}
+	if len(voters) == 1 {
+		return cdb.Refuse(cdb.ErrRefused, "member %s is the last voter: the cluster database needs one; give another member a vote first", name)
+	}
+	present, expected, _ := a.quorum()
+	p, seen := a.ml.Peers()[name]
+	if seen && p.Up() {
+		present -= m.Votes
+	}
+	expected -= m.Votes
+	if needed := cdb.QuorumNeeded(expected); present < needed {
+		var down []string
+		peers := a.ml.Peers()
+		for n := range voters {
+			if pp, ok := peers[n]; n != name && n != a.cfg.Name && (!ok || !pp.Up()) {
+				down = append(down, n)
+			}
+		}
+		return cdb.Refuse(cdb.ErrRefused, "removing %s would leave %d of %d votes present, %d needed: bring %v back first, or remove those members first", name, present, expected, needed, down)
+	}
 	return nil
 }
 

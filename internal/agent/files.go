@@ -18,6 +18,7 @@ const (
 	BootstrapFile  = "bootstrap.json"
 	SocketFile     = "vigil.sock"
 	MembersFile    = "members.json"
+	RemovedFile    = "removed"
 )
 
 func randomHex(n int) string {
@@ -80,7 +81,7 @@ func ReadMembersCache(dir string) []CachedMember {
 // nothing else.
 func Wipe(dir string) error {
 	for _, n := range []string{"vigil.yaml", "vigil.yaml.tmp", "ca.crt", "ca.key", "member.crt", "member.key", ClusterKeyFile,
-		AdminTokenFile, BootstrapFile, SocketFile, MembersFile, MembersFile + ".tmp", "raft"} {
+		AdminTokenFile, BootstrapFile, SocketFile, MembersFile, MembersFile + ".tmp", RemovedFile, "raft"} {
 		if err := os.RemoveAll(filepath.Join(dir, n)); err != nil {
 			return err
 		}

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -113,8 +115,20 @@ func (a *Agent) admit(ctx context.Context, r *rpc.JoinRequest) (*rpc.JoinRespons
 		attrs[k] = want
 	}
 	m.Attributes = attrs
-	if v := st.Tokens[r.TokenID]; v.UsedBy == "" && !time.Now().Before(v.Expires) {
-		return nil, cdb.Refuse(cdb.ErrRefused, "join token expired at %s; make a new one with `vigil member add %s`", v.Expires.UTC().Format(time.RFC3339), v.Member)
+	keySum := sha256.Sum256(r.PublicKey)
+	keyHash := hex.EncodeToString(keySum[:])
+	if t.UsedBy != "" && t.UsedBy == m.Name && t.UsedKey == keyHash {
+		// The joiner lost our answer and asks again with the same key:
+		// certify it again rather than strand a member that did join.
+		if cur, ok := st.Members[m.Name]; ok {
+			return a.joinAnswer(st, *cur, r.PublicKey, true)
+		}
+	}
+	if t.UsedBy == "" && !time.Now().Before(t.Expires) {
+		return nil, cdb.Refuse(cdb.ErrRefused, "join token expired at %s; make a new one with `vigil member add %s`", t.Expires.UTC().Format(time.RFC3339), t.Member)
+	}
+	if m.Witness && t.Votes == 0 {
+		return nil, cdb.Refuse(cdb.ErrRefused, "member %s cannot join as a witness: its token grants 0 votes and a witness has 1; make a token with `vigil member add %s --witness`", m.Name, m.Name)
 	}
 	// Every address of the joiner must be reachable from here.
 	for i, addr := range append(append([]string{}, m.Links...), config.RPCAddress(m.Links[0])) {
@@ -124,31 +138,46 @@ func (a *Agent) admit(ctx context.Context, r *rpc.JoinRequest) (*rpc.JoinRespons
 		}
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
-			return nil, cdb.Refuse(cdb.ErrUnreachable, "member %s cannot join: the director (%s) cannot reach its %s: %v; check the address, routes and firewalls", m.Name, a.cfg.Name, what, unwrapOp(err))
+			return nil, cdb.Refuse(cdb.ErrRefused, "member %s cannot join: the director (%s) cannot reach its %s: %v; check the address, routes and firewalls", m.Name, a.cfg.Name, what, unwrapOp(err))
 		}
 		c.Close()
 	}
 	m.Votes, m.Domain = t.Votes, t.Domain
 	m.Witness = m.Witness || t.Witness
-	if m.Witness {
-		m.Votes = 1
+	// Certify before committing, so a key we cannot certify never leaves a
+	// member without a certificate behind.
+	cert, serial, err := a.id.CA.Issue(m.Name, r.PublicKey, hostsOf(m.Links, m.API))
+	if err != nil {
+		return nil, cdb.Refuse(cdb.ErrInvalid, "member %s cannot join: %v", m.Name, err)
 	}
+	m.CertSerial = serial
 	res, err := a.applyLocal(ctx, &cdb.Command{Op: cdb.OpJoin, At: time.Now().UTC(), By: "join from " + rpc.PeerAddr(ctx),
-		Join: &cdb.JoinArgs{TokenID: r.TokenID, Secret: r.Secret, Member: m}})
+		Join: &cdb.JoinArgs{TokenID: r.TokenID, Secret: r.Secret, Member: m, KeyHash: keyHash}})
 	if err != nil {
 		return nil, err
 	}
-	joined := *res.Member
-	cert, err := a.id.CA.Issue(joined.Name, r.PublicKey, hostsOf(joined.Links, joined.API))
-	if err != nil {
-		return nil, cdb.Refuse(cdb.ErrInvalid, "certifying member %s: %v", joined.Name, err)
-	}
+	resp, _ := a.joinAnswer(st, *res.Member, nil, false)
+	resp.Cert = cert
+	return resp, nil
+}
+
+// joinAnswer builds the answer to a join. With reissue it certifies the key
+// again under the serial the cluster recorded for the member.
+func (a *Agent) joinAnswer(st *cdb.State, joined cdb.Member, pub []byte, reissue bool) (*rpc.JoinResponse, error) {
 	var peers []string
 	for _, n := range st.MemberNames() {
 		peers = append(peers, st.Members[n].Links[0])
 	}
-	return &rpc.JoinResponse{Cluster: st.Cluster, Member: joined, ClusterKey: a.key, CACert: a.id.CA.CertPEM,
-		CAKey: a.id.CA.KeyPEM, Cert: cert, AdminToken: a.adminToken, Peers: peers}, nil
+	resp := &rpc.JoinResponse{Cluster: st.Cluster, Member: joined, ClusterKey: a.key, CACert: a.id.CA.CertPEM,
+		CAKey: a.id.CA.KeyPEM, AdminToken: a.adminToken, Peers: peers}
+	if reissue {
+		cert, _, err := a.id.CA.IssueSerial(joined.Name, pub, hostsOf(joined.Links, joined.API), joined.CertSerial)
+		if err != nil {
+			return nil, cdb.Refuse(cdb.ErrInvalid, "certifying member %s again: %v", joined.Name, err)
+		}
+		resp.Cert = cert
+	}
+	return resp, nil
 }
 
 func unwrapOp(err error) string {
@@ -244,6 +273,7 @@ func (a *Agent) write(ctx context.Context, c *cdb.Command) (*rpc.ForwardResponse
 			var res rpc.ForwardResponse
 			err = a.pool.Call(ctx, addr, "Forward", c, &res)
 			if err == nil {
+				a.waitApplied(ctx, res.Index)
 				return &res, nil
 			}
 		} else {
@@ -263,10 +293,22 @@ func (a *Agent) write(ctx context.Context, c *cdb.Command) (*rpc.ForwardResponse
 	}
 }
 
+// waitApplied waits (bounded by ctx) until this member has applied index, so
+// a read here right after an acknowledged write sees it.
+func (a *Agent) waitApplied(ctx context.Context, index uint64) {
+	for a.store.AppliedIndex() < index {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
 func retryable(err error) bool {
 	for _, k := range []error{cdb.ErrNotLeader, cdb.ErrUnreachable, cdb.ErrNoQuorum} {
 		if ok := errors.Is(err, k); ok {
-			return !strings.Contains(err.Error(), "may or may not be applied")
+			return !cdb.UnknownOutcome(err)
 		}
 	}
 	return false

@@ -62,7 +62,7 @@ func Create(p CreateParams) (*config.Member, error) {
 		m.Profile = p.Profile
 	}
 	if err := m.Validate(); err != nil {
-		return nil, err
+		return nil, cdb.Refuse(cdb.ErrInvalid, "%v", err)
 	}
 	if err := prepareDataDir(p.DataDir); err != nil {
 		return nil, err
@@ -75,7 +75,7 @@ func Create(p CreateParams) (*config.Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert, err := ca.Issue(m.Name, pub, hostsOf(m.Links, m.API))
+	cert, serial, err := ca.Issue(m.Name, pub, hostsOf(m.Links, m.API))
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +96,7 @@ func Create(p CreateParams) (*config.Member, error) {
 		Member:         memberRecord(&m, time.Now().UTC()),
 		AdminTokenHash: hex.EncodeToString(sum[:]),
 	}
+	init.Member.CertSerial = serial
 	b, _ := json.MarshalIndent(init, "", "  ")
 	if err := os.WriteFile(filepath.Join(p.DataDir, BootstrapFile), b, 0o600); err != nil {
 		return nil, err
@@ -146,7 +147,7 @@ type JoinParams struct {
 func Join(ctx context.Context, p JoinParams) (*config.Member, error) {
 	t, err := DecodeToken(p.Token)
 	if err != nil {
-		return nil, err
+		return nil, cdb.Refuse(cdb.ErrInvalid, "%v", err)
 	}
 	if p.Member == "" {
 		p.Member = t.Member
@@ -166,7 +167,7 @@ func Join(ctx context.Context, p JoinParams) (*config.Member, error) {
 	}
 	check.ClusterID = "pending"
 	if err := check.Validate(); err != nil {
-		return nil, err
+		return nil, cdb.Refuse(cdb.ErrInvalid, "%v", err)
 	}
 	if err := prepareDataDir(p.DataDir); err != nil {
 		return nil, err

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/cdb"
+	"github.com/vigil-cluster/vigil/internal/pki"
 )
 
 // Limits on request bodies.
@@ -41,6 +42,9 @@ type Backend interface {
 	Restore(ctx context.Context, data []byte, by string) (*client.RestoreResponse, error)
 	// AdminTokenHash is the SHA-256 (hex) of the admin token.
 	AdminTokenHash() string
+	// AllowedCert says whether a member certificate (common name, serial
+	// in hex) still speaks for a member.
+	AllowedCert(cn, serial string) bool
 }
 
 // Server serves the API.
@@ -93,7 +97,10 @@ func (s *Server) Remote() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		who := ""
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-			who = "member:" + r.TLS.VerifiedChains[0][0].Subject.CommonName
+			leaf := r.TLS.VerifiedChains[0][0]
+			if s.b.AllowedCert(leaf.Subject.CommonName, pki.Serial(leaf.SerialNumber)) {
+				who = "member:" + leaf.Subject.CommonName
+			}
 		} else if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 			sum := sha256.Sum256([]byte(tok))
 			if want := s.b.AdminTokenHash(); want != "" && subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(want)) == 1 {

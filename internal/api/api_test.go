@@ -112,7 +112,8 @@ func (f *fakeBackend) Restore(_ context.Context, data []byte, by string) (*clien
 	}
 	return &client.RestoreResponse{Index: 9}, nil
 }
-func (f *fakeBackend) AdminTokenHash() string { return f.adminHash }
+func (f *fakeBackend) AdminTokenHash() string             { return f.adminHash }
+func (f *fakeBackend) AllowedCert(cn, serial string) bool { return true }
 
 func newServer(t testing.TB) (*Server, *fakeBackend) {
 	fb := &fakeBackend{adminHash: hashOf(adminToken)}

@@ -55,6 +55,8 @@ type JoinArgs struct {
 	TokenID string `json:"token_id"`
 	Secret  string `json:"secret"`
 	Member  Member `json:"member"`
+	// KeyHash is the SHA-256 (hex) of the certified public key.
+	KeyHash string `json:"key_hash,omitempty"`
 }
 
 // Errors that callers act on.
@@ -106,6 +108,9 @@ func (s *State) apply(c *Command) (any, error) {
 		if c.Init == nil {
 			return nil, refuse(ErrRefused, "init without arguments")
 		}
+		if err := checkMember(&c.Init.Member); err != nil {
+			return nil, err
+		}
 		s.Cluster = c.Init.Cluster
 		m := c.Init.Member
 		s.Members[m.Name] = &m
@@ -136,6 +141,9 @@ func (s *State) apply(c *Command) (any, error) {
 		if !ok || subtle.ConstantTimeCompare([]byte(HashSecret(j.Secret)), []byte(t.SecretHash)) != 1 {
 			return nil, refuse(ErrRefused, "join token is not valid for this cluster: its secret does not match (mistyped, or made by another cluster); make a new one with `vigil member add %s`", j.Member.Name)
 		}
+		if err := checkMember(&j.Member); err != nil {
+			return nil, err
+		}
 		if t.UsedBy != "" {
 			return nil, refuse(ErrRefused, "join token was already used by member %s at %s; a token works once: make a new one with `vigil member add`", t.UsedBy, t.UsedAt.UTC().Format(time.RFC3339))
 		}
@@ -154,7 +162,7 @@ func (s *State) apply(c *Command) (any, error) {
 		}
 		m.Joined = c.At
 		s.Members[m.Name] = &m
-		t.UsedBy, t.UsedAt = m.Name, c.At
+		t.UsedBy, t.UsedAt, t.UsedKey = m.Name, c.At, j.KeyHash
 		return m, nil
 
 	case OpMemberRemove:

@@ -8,6 +8,7 @@ package cdb
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/vigil-cluster/vigil/internal/config"
 	"sort"
 	"strings"
 	"time"
@@ -49,6 +50,9 @@ type Member struct {
 	Witness    bool              `json:"witness,omitempty"`
 	Attributes map[string]string `json:"attributes,omitempty"`
 	Joined     time.Time         `json:"joined"`
+	// CertSerial is the serial (hex) of the certificate issued to the
+	// member; only that certificate speaks for it.
+	CertSerial string `json:"cert_serial,omitempty"`
 }
 
 // JoinToken is the cluster's record of a token made by `vigil member add`.
@@ -65,6 +69,9 @@ type JoinToken struct {
 	Expires    time.Time `json:"expires"`
 	UsedBy     string    `json:"used_by,omitempty"`
 	UsedAt     time.Time `json:"used_at,omitzero"`
+	// UsedKey is the SHA-256 of the public key certified at the join, so a
+	// joiner that lost the answer can ask again with the same key.
+	UsedKey string `json:"used_key,omitempty"`
 }
 
 // NewState returns an empty state.
@@ -130,6 +137,40 @@ func (s *State) ExpectedVotes() int {
 // QuorumNeeded is floor(expected/2)+1, VMS's (EXPECTED_VOTES+2)/2.
 func QuorumNeeded(expected int) int {
 	return expected/2 + 1
+}
+
+// Allowed reports whether a certificate (its common name and serial in hex)
+// speaks for a current member. Before the state is initialized (a member
+// that has not replicated anything yet) every certificate of the cluster CA
+// is allowed.
+func (s *State) Allowed(cn, serial string) bool {
+	if s.Cluster.Name == "" {
+		return true
+	}
+	m, ok := s.Members[cn]
+	return ok && (m.CertSerial == "" || m.CertSerial == serial)
+}
+
+// checkMember validates a member record carried by a command.
+func checkMember(m *Member) error {
+	if err := config.ValidName("member name", m.Name); err != nil {
+		return refuse(ErrInvalid, "%v", err)
+	}
+	if m.ID < 0 || m.ID > 65535 {
+		return refuse(ErrInvalid, "member id %d is out of range: must be 1-65535", m.ID)
+	}
+	if len(m.Links) == 0 || len(m.Links) > 8 {
+		return refuse(ErrInvalid, "member %s has %d links, must be 1-8", m.Name, len(m.Links))
+	}
+	for i, l := range m.Links {
+		if err := config.ValidAddress(fmt.Sprintf("link %d", i), l); err != nil {
+			return refuse(ErrInvalid, "%v", err)
+		}
+	}
+	if m.Votes < 0 || m.Votes > 1 || m.Domain < 0 || m.Domain > 63 {
+		return refuse(ErrInvalid, "member %s: votes %d (0-1) or domain %d (0-63) out of range", m.Name, m.Votes, m.Domain)
+	}
+	return nil
 }
 
 // NextID is the lowest free member id.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,15 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 )
+
+// unknownOutcome marks errors after which a write may or may not be applied;
+// such a write must not be retried blindly.
+const unknownOutcome = "may or may not be applied"
+
+// UnknownOutcome reports whether err leaves a write's fate unknown.
+func UnknownOutcome(err error) bool {
+	return err != nil && strings.Contains(err.Error(), unknownOutcome)
+}
 
 // ErrNotLeader means the write must go to the director.
 var ErrNotLeader = errors.New("this member is not the director")
@@ -276,11 +286,14 @@ func (s *Store) Apply(ctx context.Context, c *Command) (any, uint64, error) {
 	}
 	f := s.raft.Apply(c.Encode(), timeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			// Not enqueued: safe to send again to the new director.
 			return nil, 0, ErrNotLeader
-		}
-		if errors.Is(err, raft.ErrEnqueueTimeout) {
-			return nil, 0, Refuse(ErrUnreachable, "the write was not confirmed within %s (a quorum of members did not answer); it may or may not be applied: check with `vigil cdb show`", timeout.Round(time.Millisecond))
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, 0, Refuse(ErrUnreachable, "the write was not taken within %s: the director is overloaded or stepping down; try again", timeout.Round(time.Millisecond))
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
+			return nil, 0, Refuse(ErrUnreachable, "%s: the write %s (the director lost its role while committing it); check with `vigil cdb show` before trying again", err, unknownOutcome)
 		}
 		return nil, 0, err
 	}

@@ -27,10 +27,10 @@ func membersCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			g.warnStale(st.Stale, st.StaleReason)
 			if g.json {
 				return g.printJSON(st.Members)
 			}
-			g.warnStale(st.Stale, st.StaleReason)
 			printMembers(g.out, st, time.Now())
 			return nil
 		},
@@ -49,10 +49,10 @@ func statusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			g.warnStale(st.Stale, st.StaleReason)
 			if g.json {
 				return g.printJSON(st)
 			}
-			g.warnStale(st.Stale, st.StaleReason)
 			printStatus(g.out, st, time.Now())
 			return nil
 		},

@@ -51,7 +51,7 @@ then start the member with ` + "`vigil agent --data-dir D`" + `.
 			p.DataDir = g.dataDir
 			m, err := agent.Create(p)
 			if err != nil {
-				return usageOrFail(err)
+				return err
 			}
 			fmt.Fprintf(g.out, "created cluster %s with member %s (id %d) in %s\nstart it with: vigil agent --data-dir %s\n", m.Cluster, m.Name, m.ID, g.dataDir, g.dataDir)
 			return nil
@@ -70,11 +70,6 @@ then start the member with ` + "`vigil agent --data-dir D`" + `.
 	create.Flags().SetInterspersed(true)
 	c.AddCommand(create)
 	return c
-}
-
-// usageOrFail marks validation errors of set-up input as usage errors.
-func usageOrFail(err error) error {
-	return usageError{err}
 }
 
 func memberCmd(g *globals) *cobra.Command {
@@ -188,15 +183,28 @@ func memberRemoveCmd(g *globals) *cobra.Command {
 func memberResetCmd(g *globals) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "reset [--force]",
+		Use:   "reset [M] [--force]",
 		Short: "wipe this machine's member state (the data dir)",
-		Args:  noArgs,
+		Long: `Wipe this machine's member state: the files vigil wrote in --data-dir (settings,
+keys, certificates, the cluster database replica). The agent must be stopped.
+Without --force it refuses while another member still lists this one (remove
+it first with ` + "`vigil member remove M`" + ` on another member), and when no other
+member can be asked.`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("member reset takes at most one member name")
+			}
+			return nil
+		},
 		RunE: func(c *cobra.Command, args []string) error {
 			cfg, err := config.Load(g.dataDir)
 			if err != nil {
 				if _, serr := os.Stat(g.dataDir); serr != nil {
 					return fmt.Errorf("nothing to reset: %v", serr)
 				}
+			}
+			if len(args) == 1 && cfg != nil && args[0] != cfg.Name {
+				return usagef("%s holds member %s, not %s: check --data-dir", g.dataDir, cfg.Name, args[0])
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), 5*time.Second)
 			defer cancel()
@@ -205,8 +213,14 @@ func memberResetCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("the agent is running on %s: stop it first (and remove the member with `vigil member remove` on another member)", g.dataDir)
 			}
 			if cfg != nil && !force {
-				if who, where := stillMember(ctx, g.dataDir, cfg.Name); who != "" {
+				who, where, asked := stillMember(ctx, g.dataDir, cfg.Name)
+				if who != "" {
 					return fmt.Errorf("member %s is still part of cluster %s (member %s at %s lists it): remove it first with `vigil member remove %s` on another member, or use --force", cfg.Name, cfg.Cluster, who, where, cfg.Name)
+				}
+				if asked == 0 {
+					if _, err := os.Stat(filepath.Join(g.dataDir, agent.RemovedFile)); err != nil {
+						return fmt.Errorf("could not ask any other member of cluster %s whether %s is still listed (none answered); if the cluster is gone or %s was removed, use --force", cfg.Cluster, cfg.Name, cfg.Name)
+					}
 				}
 			}
 			if err := agent.Wipe(g.dataDir); err != nil {
@@ -221,12 +235,13 @@ func memberResetCmd(g *globals) *cobra.Command {
 }
 
 // stillMember asks the other members this one knew of whether they still list
-// it, and returns the first that does.
-func stillMember(ctx context.Context, dir, name string) (string, string) {
+// it, and returns the first that does and how many answered.
+func stillMember(ctx context.Context, dir, name string) (string, string, int) {
 	id, err := pki.Load(dir)
 	if err != nil {
-		return "", ""
+		return "", "", 0
 	}
+	asked := 0
 	for _, m := range agent.ReadMembersCache(dir) {
 		if m.Name == name {
 			continue
@@ -237,15 +252,20 @@ func stillMember(ctx context.Context, dir, name string) (string, string) {
 		st, err := cl.Status(ctx)
 		cl.Close()
 		if err != nil {
+			var ce *client.Error
+			if errors.As(err, &ce) && ce.Code == client.CodeDenied {
+				asked++ // it refused our certificate: we are not a member any more
+			}
 			continue
 		}
+		asked++
 		for _, row := range st.Members {
 			if row.Name == name {
-				return m.Name, m.API
+				return m.Name, m.API, asked
 			}
 		}
 	}
-	return "", ""
+	return "", "", asked
 }
 
 func agentCmd(g *globals) *cobra.Command {

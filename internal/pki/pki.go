@@ -114,17 +114,36 @@ func NewKey() (crypto.Signer, []byte, []byte, error) {
 
 // Issue signs a member certificate for the public key (PKIX DER). The
 // certificate names the member (CN) and carries the hosts as SANs; it serves
-// both as server and client certificate.
-func (ca *CA) Issue(member string, pubDER []byte, hosts []string) ([]byte, error) {
+// both as server and client certificate. It returns the PEM and the serial
+// in hex.
+func (ca *CA) Issue(member string, pubDER []byte, hosts []string) ([]byte, string, error) {
+	return ca.IssueSerial(member, pubDER, hosts, "")
+}
+
+// IssueSerial is Issue with a given serial (hex); empty means a new random
+// one. A joiner that lost the answer to its join gets its certificate again
+// under the serial the cluster recorded.
+func (ca *CA) IssueSerial(member string, pubDER []byte, hosts []string, serialHex string) ([]byte, string, error) {
 	if ca.Key == nil {
-		return nil, errors.New("this member has no CA key, so it cannot issue certificates")
+		return nil, "", errors.New("this member has no CA key, so it cannot issue certificates")
 	}
 	pub, err := x509.ParsePKIXPublicKey(pubDER)
 	if err != nil {
-		return nil, fmt.Errorf("public key: %w", err)
+		return nil, "", fmt.Errorf("public key: %w", err)
+	}
+	switch pub.(type) {
+	case *ecdsa.PublicKey:
+	default:
+		return nil, "", fmt.Errorf("public key: %T is not supported; vigil members use ECDSA P-256", pub)
+	}
+	sn := serial()
+	if serialHex != "" {
+		if _, ok := sn.SetString(serialHex, 16); !ok {
+			return nil, "", fmt.Errorf("serial %q is not hex", serialHex)
+		}
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
+		SerialNumber: sn,
 		Subject:      pkix.Name{CommonName: member, Organization: ca.Cert.Subject.Organization},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(MemberCertLifetime),
@@ -142,10 +161,13 @@ func (ca *CA) Issue(member string, pubDER []byte, hosts []string) ([]byte, error
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return pemEncode("CERTIFICATE", der), nil
+	return pemEncode("CERTIFICATE", der), Serial(tmpl.SerialNumber), nil
 }
+
+// Serial renders a certificate serial number.
+func Serial(n *big.Int) string { return n.Text(16) }
 
 // Identity is what a member loads from its data dir.
 type Identity struct {

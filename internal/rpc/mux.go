@@ -37,6 +37,10 @@ type Mux struct {
 	grpc chan net.Conn
 	done chan struct{}
 	once sync.Once
+	// Allow, when set, says whether a verified certificate (common name,
+	// serial in hex) still speaks for a member; a removed member's
+	// certificate is refused.
+	Allow func(cn, serial string) bool
 }
 
 // Listen opens the cluster port.
@@ -94,6 +98,11 @@ func (m *Mux) route(c *tls.Conn) {
 	case ProtoRaft:
 		if len(st.VerifiedChains) == 0 {
 			m.log.Warn("refused Raft connection without a cluster certificate", "from", c.RemoteAddr())
+			c.Close()
+			return
+		}
+		if leaf := st.VerifiedChains[0][0]; m.Allow != nil && !m.Allow(leaf.Subject.CommonName, pki.Serial(leaf.SerialNumber)) {
+			m.log.Warn("refused Raft connection from a certificate that no longer speaks for a member", "from", c.RemoteAddr(), "cn", leaf.Subject.CommonName)
 			c.Close()
 			return
 		}

@@ -113,7 +113,7 @@ func Serve(m *Mux, n Node, log *slog.Logger) *grpc.Server {
 		grpc.Creds(muxCreds{}),
 		grpc.ForceServerCodec(jsonCodec{}),
 		grpc.MaxRecvMsgSize(MaxMessage),
-		grpc.UnaryInterceptor(requireMember(log)),
+		grpc.UnaryInterceptor(requireMember(log, m)),
 	)
 	s.RegisterService(&serviceDesc, n)
 	go s.Serve(newGRPCListener(m))
@@ -122,7 +122,7 @@ func Serve(m *Mux, n Node, log *slog.Logger) *grpc.Server {
 
 // requireMember refuses every method but Join from a peer without a
 // certificate of the cluster CA.
-func requireMember(log *slog.Logger) grpc.UnaryServerInterceptor {
+func requireMember(log *slog.Logger, m *Mux) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if info.FullMethod == "/"+serviceName+"/Join" {
 			return h(ctx, req)
@@ -131,6 +131,10 @@ func requireMember(log *slog.Logger) grpc.UnaryServerInterceptor {
 			p, _ := peer.FromContext(ctx)
 			log.Warn("refused node call without a cluster certificate", "method", info.FullMethod, "from", p.Addr)
 			return nil, status.Error(codes.Unauthenticated, "this call needs a member certificate of this cluster")
+		}
+		if cn, serial := peerCert(ctx); m.Allow != nil && !m.Allow(cn, serial) {
+			log.Warn("refused node call from a certificate that no longer speaks for a member", "method", info.FullMethod, "cn", cn, "from", PeerAddr(ctx))
+			return nil, status.Errorf(codes.PermissionDenied, "the certificate of %s does not speak for a member of this cluster (removed?)", cn)
 		}
 		return h(ctx, req)
 	}
@@ -147,6 +151,19 @@ func PeerMember(ctx context.Context) string {
 		return ""
 	}
 	return ti.State.VerifiedChains[0][0].Subject.CommonName
+}
+
+func peerCert(ctx context.Context) (string, string) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", ""
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 {
+		return "", ""
+	}
+	leaf := ti.State.VerifiedChains[0][0]
+	return leaf.Subject.CommonName, pki.Serial(leaf.SerialNumber)
 }
 
 // PeerAddr is the remote address of the caller.

@@ -105,6 +105,18 @@ func TestRemoveAndReset(t *testing.T) {
 		return len(st.Members) == 3 && st.ExpectedVotes == 3, st.Director
 	})
 	c.mustCLI(asker, "settings", "set", "user.after-remove=1")
+	// The removed member's certificate no longer opens any API.
+	if r := runVigil(t, "", "--data-dir", c.Members[victim].Dir, "--api", c.Members[asker].API, "status"); r.code == 0 || !strings.Contains(r.out, "needs a client certificate") {
+		t.Errorf("a removed member reached the API: exit %d: %s", r.code, r.out)
+	}
+	// Nor does it start again.
+	if err := c.StartAgent(victim); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(10*time.Second, "the removed agent refuses to start", func() (bool, string) { return !c.Members[victim].Running(), "running" })
+	if !strings.Contains(c.logs.String(), "was removed from cluster demo") {
+		t.Error("a restarted removed agent did not say it was removed")
+	}
 	// The removed member's reset needs no --force: no one lists it.
 	if out := c.mustCLI(victim, "member", "reset"); !strings.Contains(out, "wiped") {
 		t.Errorf("reset: %s", out)
@@ -126,6 +138,24 @@ func TestRemoveAndReset(t *testing.T) {
 	if r := c.cli(other, "member", "reset", "--force"); r.code != 0 {
 		t.Errorf("reset --force: %s", r.out)
 	}
+}
+
+// TestRemoveRefusedWithoutQuorumAfter: with one voter down, removing another
+// running voter would leave the cluster without quorum, so it is refused.
+func TestRemoveRefusedWithoutQuorumAfter(t *testing.T) {
+	c := startCluster(t, 3)
+	st, _ := c.status(0)
+	dir := c.index(st.Director)
+	down, other := (dir+1)%3, (dir+2)%3
+	c.Kill(down)
+	c.waitState(dir, c.Members[down].Name, client.MemberDown, 15*time.Second)
+	r := c.cli(dir, "member", "remove", c.Members[other].Name)
+	if r.code != 1 || !strings.Contains(r.out, "would leave 1 of 2 votes present, 2 needed") {
+		t.Errorf("unsafe removal: exit %d: %s", r.code, r.out)
+	}
+	// Removing the member that is down is safe: 2 of 2 remain.
+	c.mustCLI(dir, "member", "remove", c.Members[down].Name)
+	c.mustCLI(other, "settings", "set", "user.x=1")
 }
 
 // TestLogLevel changes log levels on one member and on all.

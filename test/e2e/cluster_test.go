@@ -113,6 +113,25 @@ func TestFiveMembers(t *testing.T) {
 		}
 	}
 	c.mustCLI(alive, "settings", "set", "user.five=3-of-5")
+	// A write through a follower is visible on that follower at once.
+	for i, m := range c.Members {
+		if !m.Running() || m.Name == st.Director {
+			continue
+		}
+		cl := c.Client(i)
+		for n := 0; n < 20; n++ {
+			v := fmt.Sprint(n)
+			if _, err := cl.SetSettings(t.Context(), map[string]string{"user.ryw": v}); err != nil {
+				t.Fatal(err)
+			}
+			s, err := cl.Settings(t.Context())
+			if err != nil || s.Settings["user.ryw"] != v {
+				t.Fatalf("m%d: read after write saw %q, want %q (%v)", i+1, s.Settings["user.ryw"], v, err)
+			}
+		}
+		cl.Close()
+		break
+	}
 	if out := c.mustCLI(alive, "status"); !strings.Contains(out, "partition WITH quorum: 3 of 5") {
 		t.Errorf("status: %s", out)
 	}
