@@ -580,7 +580,11 @@ func (d *decider) planOwned(s *Service, w *work, pol policy, oi int) {
 	}
 	if why := d.leaveReason(s, o); why != "" {
 		d.issue(s, w, Stop, st.Owner, why)
-		w.lines = append(w.lines, "once the stop is confirmed, it starts on another member that can run it")
+		if next := d.next(s, w, oi); next >= 0 {
+			w.lines = append(w.lines, "once the stop is confirmed, it starts on "+d.in.Members[next].Name)
+		} else {
+			w.lines = append(w.lines, "no other member can run it now: once stopped, it waits UNASSIGNED")
+		}
 		return
 	}
 	if to := s.Spec.RelocateTo; to != "" {
@@ -591,7 +595,7 @@ func (d *decider) planOwned(s *Service, w *work, pol policy, oi int) {
 			w.reqs = append(w.reqs, Decision{Kind: RelocateRefused, Service: s.Name, Member: to, Reason: refused})
 		} else {
 			d.issue(s, w, Stop, st.Owner, "relocating to "+to+" at the operator's request")
-			w.lines = append(w.lines, s.Name+" starts on "+to+" once the stop is confirmed")
+			w.lines = append(w.lines, "once the stop is confirmed, it starts on "+to)
 			return
 		}
 	}
@@ -599,7 +603,7 @@ func (d *decider) planOwned(s *Service, w *work, pol policy, oi int) {
 		if fb := d.failbackTarget(s, w, oi); fb >= 0 {
 			m := &d.in.Members[fb]
 			d.issue(s, w, Stop, st.Owner, "failing back to "+m.Name+" (favored #"+strconv.Itoa(favoredRank(&s.Spec, m.Name)+1)+")")
-			w.lines = append(w.lines, s.Name+" starts on "+m.Name+" once the stop is confirmed")
+			w.lines = append(w.lines, "once the stop is confirmed, it starts on "+m.Name)
 			return
 		}
 	}
@@ -818,6 +822,30 @@ func fatalRecord(fails []FailRecord) *FailRecord {
 	return nil
 }
 
+// next returns the member s would be placed on if member oi could not run
+// it, or -1.
+func (d *decider) next(s *Service, w *work, oi int) int {
+	best := -1
+	var bv verdict
+	for _, j := range d.byID {
+		if j == oi {
+			continue
+		}
+		c, k := d.check(s, &w.st, &d.in.Members[j])
+		if !c.ok() {
+			continue
+		}
+		if c == okOther {
+			k = d.counts[j]
+		}
+		v := verdict{code: c, n: int32(k)}
+		if best < 0 || d.better(s, v, bv) {
+			best, bv = j, v
+		}
+	}
+	return best
+}
+
 // verdicts evaluates every member for s, in member index order.
 func (d *decider) verdicts(s *Service, w *work) []verdict {
 	n := len(d.in.Members)
@@ -891,13 +919,22 @@ func (d *decider) place(s *Service, w *work) {
 		if why := d.relocateRefusal(s, w, to); why != "" {
 			w.reqs = append(w.reqs, Decision{Kind: RelocateRefused, Service: s.Name, Member: to, Reason: why})
 		} else {
-			d.issue(s, w, Assign, to, prefix+"relocated to "+to+" at the operator's request")
+			reason := "relocated to " + to + " at the operator's request"
+			if w.cause != "" && !strings.Contains(w.cause, "relocating to "+to) {
+				reason = prefix + reason
+			}
+			d.issue(s, w, Assign, to, reason)
 			w.reqs = append(w.reqs, Decision{Kind: RelocateDone, Service: s.Name, Member: to, Reason: s.Name + " is assigned to " + to})
 			return
 		}
 	}
 	if b := d.best(s, vs); b >= 0 {
-		d.issue(s, w, Assign, d.in.Members[b].Name, prefix+d.choice(s, vs, b))
+		name := d.in.Members[b].Name
+		reason := prefix + d.choice(s, vs, b)
+		if strings.HasPrefix(w.cause, "failing back to "+name+" ") {
+			reason = w.cause
+		}
+		d.issue(s, w, Assign, name, reason)
 		return
 	}
 	// Nowhere to go. FAILED if its own failures ruled out every member the
@@ -950,6 +987,15 @@ func (d *decider) choice(s *Service, vs []verdict, b int) string {
 	r := ""
 	if len(s.Spec.Favored) > 0 {
 		r = "no favored member can run it; "
+	}
+	eligible := 0
+	for _, v := range vs {
+		if v.code.ok() {
+			eligible++
+		}
+	}
+	if eligible == 1 {
+		return r + m.Name + " is the only member that can run it"
 	}
 	if s.Spec.Balanced {
 		return r + m.Name + " runs the fewest services (" + strconv.Itoa(int(v.n)) + ")"
@@ -1047,8 +1093,10 @@ func fmtDur(t time.Duration) string {
 	switch {
 	case t >= time.Minute:
 		t = t.Round(time.Second)
-	case t >= time.Second:
+	case t >= 10*time.Second:
 		t = t.Round(100 * time.Millisecond)
+	case t >= time.Second:
+		t = t.Round(10 * time.Millisecond)
 	default:
 		t = t.Round(time.Millisecond)
 	}

@@ -25,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //	       relocate=M clear state=ONLINE owner=m1 epoch=3 held=S
 //	fail web m1 count=2 last=T kind=monitor-failed sev=soft banned hard fatal
 //	event start-succeeded|start-failed|stop-succeeded|stop-failed|monitor-failed
-//	       web m1 [epoch=N] [soft|hard|fatal] [detail=text_with_underscores]
+//	       web m1 [epoch=N] [soft|hard|fatal] [detail="what the agent said"]
 //	drop m1                                  (the member leaves the input)
 //	decide now=T [why=all|none|web,db]
 //	----
@@ -132,6 +132,34 @@ func runScenarioFile(t *testing.T, path string) {
 	}
 }
 
+// fields splits a line at spaces, except inside double quotes, which it
+// removes: detail="exit 1" is one field, detail=exit 1.
+func fields(line string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted, any := false, false
+	for _, r := range line {
+		switch {
+		case r == '"':
+			quoted = !quoted
+			any = true
+		case r == ' ' && !quoted:
+			if any {
+				out = append(out, cur.String())
+				cur.Reset()
+				any = false
+			}
+		default:
+			cur.WriteRune(r)
+			any = true
+		}
+	}
+	if any {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
 // args splits "k=v" and bare words.
 func args(fields []string) (kv map[string]string, words []string) {
 	kv = map[string]string{}
@@ -182,8 +210,8 @@ func (sc *scenario) serviceIndex(name string) int {
 }
 
 func (sc *scenario) command(line string) error {
-	fields := strings.Fields(line)
-	cmd, rest := fields[0], fields[1:]
+	f := fields(line)
+	cmd, rest := f[0], f[1:]
 	switch cmd {
 	case "cluster":
 		return sc.cluster(rest)
@@ -393,7 +421,7 @@ func (sc *scenario) fail(rest []string) error {
 		case "sev":
 			r.Severity = Severity(v)
 		case "detail":
-			r.Detail = strings.ReplaceAll(v, "_", " ")
+			r.Detail = v
 		case "banned":
 			r.Banned, err = parseBool(v)
 		case "hard":
@@ -437,7 +465,7 @@ func (sc *scenario) event(rest []string) error {
 		case "epoch":
 			e.Epoch, err = strconv.ParseUint(v, 10, 64)
 		case "detail":
-			e.Detail = strings.ReplaceAll(v, "_", " ")
+			e.Detail = v
 		default:
 			return fmt.Errorf("event: unknown %s", k)
 		}
@@ -451,7 +479,7 @@ func (sc *scenario) event(rest []string) error {
 
 // decide runs Decide, formats its output and applies it as the loop would.
 func (sc *scenario) decide(line string) ([]string, error) {
-	kv, words := args(strings.Fields(line)[1:])
+	kv, words := args(fields(line)[1:])
 	if len(words) > 0 {
 		return nil, fmt.Errorf("decide: unexpected %v", words)
 	}

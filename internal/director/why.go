@@ -139,25 +139,7 @@ func (d *decider) stays(s *Service, w *work) string {
 		return r + "; failback is off, so it stays there although " + m.Name + " (favored #" +
 			strconv.Itoa(favoredRank(&s.Spec, m.Name)+1) + ") can run it"
 	}
-	// Where it would go: the best member but the owner.
-	best := -1
-	var bv verdict
-	for _, j := range d.byID {
-		if j == oi {
-			continue
-		}
-		c, k := d.check(s, st, &d.in.Members[j])
-		if !c.ok() {
-			continue
-		}
-		if c == okOther {
-			k = d.counts[j]
-		}
-		v := verdict{code: c, n: int32(k)}
-		if best < 0 || d.better(s, v, bv) {
-			best, bv = j, v
-		}
-	}
+	best := d.next(s, w, oi)
 	if best < 0 {
 		return r + "; if " + o.Name + " fails, no other member can run it now"
 	}
