@@ -179,6 +179,9 @@ func (a *Agent) RemoveMember(ctx context.Context, name, by string) error {
 	if name == a.cfg.Name {
 		return cdb.Refuse(cdb.ErrRefused, "member %s is the member this command runs on: run `vigil member remove %s` against another member (--api HOST:PORT)", name, name)
 	}
+	if err := a.checkQuorum(); err != nil {
+		return err
+	}
 	if err := a.checkRemoval(name); err != nil {
 		return err
 	}

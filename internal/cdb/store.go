@@ -17,6 +17,8 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+
+	"github.com/vigil-cluster/vigil/internal/config"
 )
 
 // unknownOutcome marks errors after which a write may or may not be applied;
@@ -364,3 +366,45 @@ func (s *Store) TransferLeadership() error {
 
 // AppliedIndex is the index of the last command applied here.
 func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }
+
+// Recover rewrites this member's Raft configuration to the given voters, for
+// a cluster that lost a majority of its voters for good (the role of VMS's
+// SET CLUSTER/EXPECTED_VOTES). The agent must be stopped, and every surviving
+// voter named must be recovered with the same list before any is started.
+func Recover(dir, localID string, voters []string, log *slog.Logger) error {
+	rdir := filepath.Join(dir, "raft")
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: newRaftLog(log), DisableTime: true})
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(rdir, "raft.db"), BoltOptions: &bbolt.Options{Timeout: time.Second}})
+	if err != nil {
+		return fmt.Errorf("opening %s: %w (is the agent still running?)", filepath.Join(rdir, "raft.db"), err)
+	}
+	defer bolt.Close()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(rdir, 3, hl)
+	if err != nil {
+		return err
+	}
+	st := buildPreview(snaps, bolt, hl)
+	if st == nil {
+		return errors.New("this member's cluster database is empty: there is nothing to recover")
+	}
+	conf := raft.Configuration{}
+	for _, v := range voters {
+		m, ok := st.Members[v]
+		if !ok {
+			return Refuse(ErrInvalid, "member %s is not in this member's copy of the cluster database (members: %v)", v, st.MemberNames())
+		}
+		conf.Servers = append(conf.Servers, raft.Server{ID: raft.ServerID(v), Address: raft.ServerAddress(config.RPCAddress(m.Links[0])), Suffrage: raft.Voter})
+	}
+	found := false
+	for _, v := range voters {
+		found = found || v == localID
+	}
+	if !found {
+		return Refuse(ErrInvalid, "the voters must include this member (%s)", localID)
+	}
+	cfg := raft.DefaultConfig()
+	cfg.LocalID = raft.ServerID(localID)
+	cfg.Logger = hl
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(localID))
+	return raft.RecoverCluster(cfg, &fsm{state: NewState()}, bolt, bolt, snaps, trans, conf)
+}

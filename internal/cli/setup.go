@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/vigil-cluster/vigil/internal/cdb"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,8 +71,55 @@ then start the member with ` + "`vigil agent --data-dir D`" + `.
 	f.StringArrayVar(&attrs, "attr", nil, "cluster-wide attribute KEY=VALUE every member must match (repeatable)")
 	// --api here is the member's API address, not the agent to talk to.
 	create.Flags().SetInterspersed(true)
-	c.AddCommand(create)
+	c.AddCommand(create, recoverCmd(g))
 	return c
+}
+
+func recoverCmd(g *globals) *cobra.Command {
+	var voters []string
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "recover --voters M[,M...] [--yes]",
+		Short: "make the surviving voters a new majority after the others are lost for good",
+		Long: `When a majority of voters is lost for good, no write (not even member remove)
+can be committed. Stop the agent of every surviving voter, run
+` + "`vigil cluster recover --voters A,B`" + ` on each of them with the same list,
+start them again, then remove the lost members with ` + "`vigil member remove`" + `.
+This is the role of OpenVMS's SET CLUSTER/EXPECTED_VOTES. Writes that only
+the lost members had may be gone.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(voters) == 0 {
+				return usagef("cluster recover needs --voters: the surviving voters, this member included")
+			}
+			cfg, err := config.Load(g.dataDir)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(c.Context(), 3*time.Second)
+			defer cancel()
+			local := client.New(client.Options{Socket: filepath.Join(g.dataDir, agent.SocketFile), Timeout: 2 * time.Second})
+			if _, err := local.Status(ctx); err == nil {
+				return fmt.Errorf("the agent is running on %s: stop it first", g.dataDir)
+			}
+			if !yes {
+				fmt.Fprintf(g.errOut, "rewrite the cluster database configuration of %s to the voters %v?\nrun the same on every one of them before starting any. type yes to go on: ", cfg.Name, voters)
+				line, _ := bufio.NewReader(g.in).ReadString('\n')
+				if strings.TrimSpace(line) != "yes" {
+					return fmt.Errorf("recover cancelled: nothing changed")
+				}
+			}
+			log := slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			if err := cdb.Recover(g.dataDir, cfg.Name, voters, log); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "%s now forms the cluster with voters %v; start its agent, then remove the lost members with `vigil member remove`\n", cfg.Name, voters)
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&voters, "voters", nil, "the surviving voters (comma-separated), this member included")
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	return cmd
 }
 
 func memberCmd(g *globals) *cobra.Command {

@@ -143,3 +143,41 @@ func TestWitness(t *testing.T) {
 		t.Errorf("status: %s", out)
 	}
 }
+
+// TestRecoverLostMajority: two of three voters are lost for good; the
+// survivor is recovered as the only voter, writes work, and the lost members
+// can be removed.
+func TestRecoverLostMajority(t *testing.T) {
+	c := startCluster(t, 3)
+	c.mustCLI(0, "settings", "set", "user.before=1")
+	c.Kill(1)
+	c.Kill(2)
+	c.waitState(0, "m2", client.MemberDown, 15*time.Second)
+	if r := c.cli(0, "member", "remove", "m2"); r.code != 3 {
+		t.Errorf("remove without quorum: exit %d: %s", r.code, r.out)
+	}
+	if r := c.cli(0, "cluster", "recover", "--voters", "m1", "--yes"); r.code == 0 || !strings.Contains(r.out, "the agent is running") {
+		t.Errorf("recover with a running agent: exit %d: %s", r.code, r.out)
+	}
+	c.Stop(0)
+	if r := c.cli(0, "cluster", "recover", "--voters", "m1,m9", "--yes"); r.code != 2 || !strings.Contains(r.out, "member m9 is not in") {
+		t.Errorf("recover with an unknown voter: exit %d: %s", r.code, r.out)
+	}
+	c.mustCLI(0, "cluster", "recover", "--voters", "m1", "--yes")
+	if err := c.StartAgent(0); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(20*time.Second, "writes work on the recovered member", func() (bool, string) {
+		r := c.cli(0, "settings", "set", "user.after=1")
+		return r.code == 0, r.out
+	})
+	c.mustCLI(0, "member", "remove", "m2")
+	c.mustCLI(0, "member", "remove", "m3")
+	out := c.mustCLI(0, "settings")
+	if !strings.Contains(out, "user.before=1") || !strings.Contains(out, "user.after=1") {
+		t.Errorf("settings after recovery: %s", out)
+	}
+	if out := c.mustCLI(0, "status"); !strings.Contains(out, "partition WITH quorum: 1 of 1") {
+		t.Errorf("status after recovery: %s", out)
+	}
+}
