@@ -233,7 +233,8 @@ func (c *Cluster) StartAgent(i int) error {
 	cmd := exec.Command(c.opts.Bin, "agent", "--data-dir", m.Dir)
 	w := &prefixWriter{w: c.opts.Log, prefix: m.Name + " | "}
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: if the demo or test process dies, its agents die with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
