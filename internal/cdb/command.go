@@ -53,7 +53,10 @@ type InitArgs struct {
 // JoinArgs consume a token and add a member.
 type JoinArgs struct {
 	TokenID string `json:"token_id"`
-	Secret  string `json:"secret"`
+	// Secret is the token's secret. It is hashed before the command is
+	// written to the log (see Command.Encode), so the log never holds it.
+	Secret     string `json:"secret,omitempty"`
+	SecretHash string `json:"secret_hash,omitempty"`
 	Member  Member `json:"member"`
 	// KeyHash is the SHA-256 (hex) of the certified public key.
 	KeyHash string `json:"key_hash,omitempty"`
@@ -137,8 +140,12 @@ func (s *State) apply(c *Command) (any, error) {
 		if j == nil {
 			return nil, refuse(ErrRefused, "join without arguments")
 		}
+		hash := j.SecretHash
+		if j.Secret != "" {
+			hash = HashSecret(j.Secret)
+		}
 		t, ok := s.Tokens[j.TokenID]
-		if !ok || subtle.ConstantTimeCompare([]byte(HashSecret(j.Secret)), []byte(t.SecretHash)) != 1 {
+		if !ok || subtle.ConstantTimeCompare([]byte(hash), []byte(t.SecretHash)) != 1 {
 			return nil, refuse(ErrRefused, "join token is not valid for this cluster: its secret does not match (mistyped, or made by another cluster); make a new one with `vigil member add %s`", j.Member.Name)
 		}
 		if err := checkMember(&j.Member); err != nil {
@@ -262,8 +269,16 @@ func first(s []string) string {
 	return s[0]
 }
 
-// Encode marshals a command for the log.
+// Encode marshals a command for the log. A join's secret is replaced by its
+// hash.
 func (c *Command) Encode() []byte {
+	if c.Join != nil && c.Join.Secret != "" {
+		j := *c.Join
+		j.SecretHash, j.Secret = HashSecret(j.Secret), ""
+		cc := *c
+		cc.Join = &j
+		c = &cc
+	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		panic(fmt.Sprintf("cdb: command does not marshal: %v", err))
