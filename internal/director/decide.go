@@ -75,6 +75,7 @@ const (
 	noDisconnected
 	noNetpar
 	noDraining
+	noFatal
 	noHard
 	noBanned
 )
@@ -83,7 +84,7 @@ func (c reasonCode) ok() bool { return c <= okOther }
 
 // failureCode reports whether c rejects a member because of the service's
 // own failures there (as opposed to the member's state or the policy).
-func (c reasonCode) failureCode() bool { return c == noHard || c == noBanned }
+func (c reasonCode) failureCode() bool { return c == noFatal || c == noHard || c == noBanned }
 
 // verdict is one member's eligibility for one service.
 type verdict struct {
@@ -115,6 +116,7 @@ type work struct {
 	verdicts []verdict
 	frozen   string     // why it is frozen
 	would    []Decision // what it would do when the freeze ends
+	wouldSt  Status     // and the status it would have then
 	fence    int        // member index to fence, or -1
 }
 
@@ -380,6 +382,15 @@ func (d *decider) decide(i int) {
 	w.ownFails, w.ownRestarts = false, false
 	if d.stopAll {
 		d.planNoQuorum(s, w)
+		if w.frozen != "" {
+			// Work out, for the explanation, what happens when quorum
+			// returns.
+			why := w.frozen
+			w.lines = nil
+			w.cause = ""
+			d.plan(s, w, pol)
+			w.frozen = why
+		}
 	} else {
 		d.plan(s, w, pol)
 	}
@@ -388,6 +399,7 @@ func (d *decider) decide(i int) {
 	}
 	if w.frozen != "" {
 		w.would = w.decs
+		w.wouldSt = w.st
 		w.decs, w.reqs = nil, nil
 		w.fence = -1
 		held := pre.State
@@ -409,7 +421,7 @@ func (d *decider) expire(s *Service, w *work, pol policy) {
 				continue
 			}
 			w.book = append(w.book, Decision{Kind: ExpireFailures, Service: s.Name, Member: r.Member,
-				Reason: "no failure there for " + pol.timeout.String()})
+				Reason: "no failure there for " + fmtDur(pol.timeout)})
 			d.ownFails(w)
 			st.Fails = slices.Delete(st.Fails, k, k+1)
 			k--
@@ -431,10 +443,12 @@ func (d *decider) clear(s *Service, w *work) {
 	st.Fails, st.Restarts = nil, nil
 	w.ownFails, w.ownRestarts = true, true
 	st.StopFailed = false
-	if st.State == StateFailed && st.Owner == "" {
-		st.State = StateUnassigned
+	if st.State == StateFailed {
+		if st.Owner == "" {
+			st.State = StateUnassigned
+		}
+		st.Reason = "cleared by the operator"
 	}
-	st.Reason = "cleared by the operator"
 	w.book = append(w.book, Decision{Kind: Cleared, Service: s.Name,
 		Reason: "fail counts, restarts and the FAILED state are reset"})
 }
@@ -474,9 +488,9 @@ func (d *decider) planNoQuorum(s *Service, w *work) {
 	switch {
 	case reachable && (st.State == StateOnline || st.State == StateStarting || st.State == StateFailed && !st.StopFailed):
 		d.issue(s, w, Stop, st.Owner, "no quorum (no-quorum-policy=stop)")
-		w.lines = append(w.lines, "no quorum, and no-quorum-policy is stop: stopping it on "+st.Owner+"; it starts again when quorum returns")
+		w.lines = append(w.lines, "it starts again when quorum returns")
 	case reachable && st.State == StateStopping:
-		w.lines = append(w.lines, "waiting for "+st.Owner+" to confirm the stop: "+st.Reason)
+		w.lines = append(w.lines, "waiting for "+st.Owner+" to confirm the stop (epoch "+strconv.FormatUint(st.Epoch, 10)+"): "+st.Reason)
 	default:
 		w.frozen = "no quorum (no-quorum-policy=stop): nothing is started or moved until quorum returns"
 	}
@@ -562,7 +576,7 @@ func (d *decider) planOwned(s *Service, w *work, pol policy, oi int) {
 	o := &d.in.Members[oi]
 	switch st.State {
 	case StateStopping:
-		w.lines = append(w.lines, "waiting for "+st.Owner+" to confirm the stop ordered because "+st.Reason)
+		w.lines = append(w.lines, "waiting for "+st.Owner+" to confirm the stop (epoch "+strconv.FormatUint(st.Epoch, 10)+"): "+st.Reason)
 		return
 	case StateFailed:
 		if st.StopFailed {
@@ -590,7 +604,7 @@ func (d *decider) planOwned(s *Service, w *work, pol policy, oi int) {
 	if to := s.Spec.RelocateTo; to != "" {
 		if to == st.Owner {
 			w.reqs = append(w.reqs, Decision{Kind: RelocateDone, Service: s.Name, Member: to,
-				Reason: s.Name + " already runs on " + to})
+				Reason: s.Name + " is already on " + to})
 		} else if refused := d.relocateRefusal(s, w, to); refused != "" {
 			w.reqs = append(w.reqs, Decision{Kind: RelocateRefused, Service: s.Name, Member: to, Reason: refused})
 		} else {
@@ -615,7 +629,7 @@ func (d *decider) leaveReason(s *Service, o *Member) string {
 	case noWitness:
 		return o.Name + " is a witness, which never hosts services"
 	case noDomain:
-		return o.Name + " is in domain " + strconv.Itoa(o.Domain) + ", not " + strconv.Itoa(s.Spec.Domain)
+		return o.Name + " is in domain " + strconv.Itoa(o.Domain) + ", " + s.Name + " runs in domain " + strconv.Itoa(s.Spec.Domain)
 	case noRestricted:
 		return o.Name + " is not in " + s.Name + "'s restricted set"
 	case noRemoving:
@@ -624,6 +638,11 @@ func (d *decider) leaveReason(s *Service, o *Member) string {
 		return o.Name + " is DISCONNECTED (it lost its public links)"
 	case noDraining:
 		return o.Name + " is draining"
+	case noNetpar, noDown:
+		// Not reachable now; this is what happens once it is UP again.
+		if o.Draining {
+			return o.Name + " is draining"
+		}
 	}
 	return ""
 }
@@ -656,12 +675,12 @@ func (d *decider) recover(s *Service, w *work, pol policy, oi int, o *Member) {
 		what = failOn(rec)
 	}
 	if f := fatalRecord(st.Fails); f != nil {
-		d.issue(s, w, Stop, name, "fatal error: "+failOn(f)+"; not started anywhere until cleared")
+		d.issue(s, w, Stop, name, failOn(f)+"; not started anywhere until cleared")
 		return
 	}
 	switch {
 	case rec != nil && rec.Hard:
-		d.issue(s, w, Stop, name, "hard error: "+what+"; not on "+name+" again until cleared")
+		d.issue(s, w, Stop, name, what+"; not on "+name+" again until cleared")
 		return
 	case rec != nil && rec.Banned:
 		d.issue(s, w, Stop, name, what+"; trying another member")
@@ -717,7 +736,7 @@ func (d *decider) relocateRefusal(s *Service, w *work, to string) string {
 	}
 	c, _ := d.check(s, &w.st, t)
 	if !c.ok() {
-		return to + " cannot run " + s.Name + ": " + d.reasonText(s, &w.st, t, verdict{code: c})
+		return to + " cannot run " + s.Name + ": " + d.reasonTextAt(s, &w.st, t, verdict{code: c}, false)
 	}
 	if s.Spec.Failback {
 		if fb := d.favoredBefore(s, w, to); fb >= 0 {
@@ -783,6 +802,9 @@ func (d *decider) check(s *Service, st *Status, m *Member) (reasonCode, int) {
 	if st != nil {
 		for k := range st.Fails {
 			r := &st.Fails[k]
+			if r.Fatal {
+				return noFatal, 0
+			}
 			if r.Member != m.Name {
 				continue
 			}
@@ -901,7 +923,8 @@ func (d *decider) place(s *Service, w *work) {
 	st := &w.st
 	if f := fatalRecord(st.Fails); f != nil {
 		d.refuseRelocation(s, w, s.Name+" hit a fatal error; run `vigil service clear "+s.Name+"` first")
-		d.settle(w, StateFailed, "fatal error: "+failOn(f)+"; not started anywhere until `vigil service clear "+s.Name+"`")
+		w.cause = ""
+		d.settle(w, StateFailed, failOn(f)+"; not started anywhere until `vigil service clear "+s.Name+"`")
 		return
 	}
 	if s.Spec.Target == TargetOffline {
@@ -918,6 +941,9 @@ func (d *decider) place(s *Service, w *work) {
 	if to := s.Spec.RelocateTo; to != "" {
 		if why := d.relocateRefusal(s, w, to); why != "" {
 			w.reqs = append(w.reqs, Decision{Kind: RelocateRefused, Service: s.Name, Member: to, Reason: why})
+			if strings.Contains(w.cause, "relocating to "+to) {
+				prefix = "relocation to " + to + " refused (" + why + "); "
+			}
 		} else {
 			reason := "relocated to " + to + " at the operator's request"
 			if w.cause != "" && !strings.Contains(w.cause, "relocating to "+to) {
@@ -941,16 +967,19 @@ func (d *decider) place(s *Service, w *work) {
 	// policy allows, UNASSIGNED otherwise (it starts when a member can run
 	// it).
 	allowed, failed := 0, 0
-	for _, v := range vs {
-		if v.code >= noRemoving { // passes witness, domain and restricted
+	var names []string
+	for _, j := range d.byID {
+		if v := vs[j]; v.code >= noRemoving { // passes witness, domain and restricted
 			allowed++
 			if v.code.failureCode() {
 				failed++
+				names = append(names, d.in.Members[j].Name)
 			}
 		}
 	}
 	if allowed > 0 && failed == allowed {
-		d.settle(w, StateFailed, "failed on every member that may run it")
+		w.cause = ""
+		d.settle(w, StateFailed, "failed on every member that may run it ("+strings.Join(names, ", ")+")")
 		return
 	}
 	d.settle(w, StateUnassigned, "no member can run it now")
@@ -998,7 +1027,7 @@ func (d *decider) choice(s *Service, vs []verdict, b int) string {
 		return r + m.Name + " is the only member that can run it"
 	}
 	if s.Spec.Balanced {
-		return r + m.Name + " runs the fewest services (" + strconv.Itoa(int(v.n)) + ")"
+		return r + m.Name + " hosts the fewest services (" + strconv.Itoa(int(v.n)) + ")"
 	}
 	return r + m.Name + " has the lowest id of the members that can run it"
 }
@@ -1085,7 +1114,7 @@ func times(n int) string {
 	return strconv.Itoa(n) + " times"
 }
 
-// fmtDur formats a duration for people: "1.5s", "9m30s", "2h0m0s".
+// fmtDur formats a duration for people: "1.5s", "9m30s", "10m", "2h".
 func fmtDur(t time.Duration) string {
 	if t < 0 {
 		t = 0
@@ -1100,5 +1129,12 @@ func fmtDur(t time.Duration) string {
 	default:
 		t = t.Round(time.Millisecond)
 	}
-	return t.String()
+	r := t.String()
+	if strings.HasSuffix(r, "m0s") {
+		r = r[:len(r)-2]
+	}
+	if strings.HasSuffix(r, "h0m") {
+		r = r[:len(r)-2]
+	}
+	return r
 }

@@ -231,20 +231,16 @@ type FailRecord struct {
 	Detail   string
 }
 
-// String describes the last failure, e.g. "monitor failed (soft: exit 7)".
+// String describes the last failure, e.g. "monitor failed (soft): exit 7".
 func (r FailRecord) String() string {
-	verb := strings.ReplaceAll(string(r.Kind), "-", " ")
-	if r.Kind == StopFailed {
-		if r.Detail != "" {
-			return verb + " (" + r.Detail + ")"
-		}
-		return verb
+	s := strings.ReplaceAll(string(r.Kind), "-", " ")
+	if r.Kind != StopFailed && r.Severity != "" {
+		s += " (" + string(r.Severity) + ")"
 	}
-	s := verb + " (" + string(r.Severity)
 	if r.Detail != "" {
 		s += ": " + r.Detail
 	}
-	return s + ")"
+	return s
 }
 
 // RestartRecord records one restart in place.

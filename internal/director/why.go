@@ -58,6 +58,11 @@ func (d *decider) explain(i int) string {
 			line(prefix + t)
 		}
 	}
+	for _, r := range w.book {
+		if r.Kind == Cleared {
+			line("cleared by the operator: " + r.Reason)
+		}
+	}
 	for _, r := range w.reqs {
 		switch r.Kind {
 		case RelocateDone:
@@ -66,7 +71,7 @@ func (d *decider) explain(i int) string {
 			line("relocation to " + r.Member + " refused: " + r.Reason)
 		}
 	}
-	if w.frozen == "" && len(w.reqs) == 0 && s.Spec.RelocateTo != "" {
+	if w.frozen == "" && len(w.reqs) == 0 && len(w.decs) == 0 && s.Spec.RelocateTo != "" {
 		line("relocation to " + s.Spec.RelocateTo + " requested; waiting for the current step to finish")
 	}
 	d.memberLines(s, w, line)
@@ -76,12 +81,11 @@ func (d *decider) explain(i int) string {
 func stateLine(st *Status) string {
 	state := st.State
 	if state == StateFrozen {
-		return "FROZEN (" + ownedLine(st.Held, st) + ")"
+		if st.Owner == "" {
+			return "FROZEN (" + string(st.Held) + ")"
+		}
+		return "FROZEN (" + string(st.Held) + " on " + st.Owner + ", epoch " + strconv.FormatUint(st.Epoch, 10) + ")"
 	}
-	return ownedLine(state, st)
-}
-
-func ownedLine(state ServiceState, st *Status) string {
 	if st.Owner == "" {
 		return string(state)
 	}
@@ -101,18 +105,22 @@ func actionText(d Decision) string {
 	return d.String()
 }
 
-// summary explains a service that nothing was decided for.
+// summary explains a service that nothing was decided for (or, if it is
+// frozen, that nothing would be decided for when the freeze ends).
 func (d *decider) summary(s *Service, w *work) string {
 	st := &w.st
-	state := st.State
-	if state == StateFrozen {
-		state = st.Held
+	if st.State == StateFrozen {
+		st = &w.wouldSt
 	}
-	switch state {
+	switch st.State {
 	case StateOnline:
 		return d.stays(s, w)
 	case StateStarting:
-		return "waiting for " + st.Owner + " to confirm the start: " + st.Reason
+		t := "waiting for " + st.Owner + " to confirm the start (epoch " + strconv.FormatUint(st.Epoch, 10) + ")"
+		if st.Reason != "" {
+			t += ": " + st.Reason
+		}
+		return t
 	case StateFailed:
 		if st.Owner != "" {
 			return st.Reason
@@ -224,7 +232,7 @@ func (d *decider) memberText(s *Service, w *work, j int) string {
 		role := map[ServiceState]string{
 			StateOnline: "runs it", StateStarting: "starting it", StateStopping: "stopping it", StateFailed: "failed here",
 		}[state]
-		if role == "" || m.State != MemberUp {
+		if role == "" || m.State == MemberDown || m.State == MemberNetpar {
 			role = "owner"
 		}
 		if m.State == MemberDown && !m.Fenced {
@@ -256,7 +264,7 @@ func (d *decider) memberText(s *Service, w *work, j int) string {
 			t += ", not favored"
 		}
 		if s.Spec.Balanced {
-			t += ", runs " + strconv.Itoa(int(v.n)) + " service"
+			t += ", hosts " + strconv.Itoa(int(v.n)) + " service"
 			if v.n != 1 {
 				t += "s"
 			}
@@ -271,7 +279,7 @@ func (d *decider) memberText(s *Service, w *work, j int) string {
 
 func (d *decider) downText(m *Member) string {
 	t := "DOWN"
-	if !m.DownSince.IsZero() {
+	if !m.DownSince.IsZero() && d.now.After(m.DownSince) {
 		t += " for " + fmtDur(d.now.Sub(m.DownSince))
 	}
 	if m.Fenced {
@@ -284,6 +292,12 @@ func (d *decider) downText(m *Member) string {
 
 // reasonText says why member m cannot run s.
 func (d *decider) reasonText(s *Service, st *Status, m *Member, v verdict) string {
+	return d.reasonTextAt(s, st, m, v, true)
+}
+
+// reasonTextAt is reasonText; without timed, it leaves out how long things
+// have lasted or will last, for reasons that are stored.
+func (d *decider) reasonTextAt(s *Service, st *Status, m *Member, v verdict, timed bool) string {
 	switch v.code {
 	case noWitness:
 		return "witness, never hosts services"
@@ -294,6 +308,12 @@ func (d *decider) reasonText(s *Service, st *Status, m *Member, v verdict) strin
 	case noRemoving:
 		return "being removed"
 	case noDown:
+		if !timed {
+			if m.Fenced {
+				return "DOWN, fenced"
+			}
+			return "DOWN"
+		}
 		return d.downText(m)
 	case noDisconnected:
 		return "DISCONNECTED (lost its public links)"
@@ -301,24 +321,28 @@ func (d *decider) reasonText(s *Service, st *Status, m *Member, v verdict) strin
 		return "NETPAR (seen only on a secondary link)"
 	case noDraining:
 		return "draining"
+	case noFatal:
+		f := fatalRecord(st.Fails)
+		return "fatal error on " + f.Member + ": not anywhere until `vigil service clear " + s.Name + "`"
 	case noHard, noBanned:
 		k := failIndex(st.Fails, m.Name)
 		if k < 0 {
 			return "failed here"
 		}
 		r := &st.Fails[k]
-		t := r.String()
+		t := "failed here once: " + r.String()
 		if r.Count > 1 {
-			t = "failed here " + times(r.Count) + ", last: " + t
-		} else {
-			t += " here"
+			t = "failed here " + times(r.Count) + ", last: " + r.String()
 		}
-		if r.Hard {
-			return "hard error: " + t + "; not here again until `vigil service clear " + s.Name + "`"
+		if r.Hard || r.Fatal {
+			return t + "; not here again until `vigil service clear " + s.Name + "`"
 		}
 		pol := policyOf(&s.Spec)
 		if pol.timeout < 0 {
 			return t + "; not here again until `vigil service clear " + s.Name + "`"
+		}
+		if !timed {
+			return t
 		}
 		return t + "; eligible again in " + fmtDur(r.Last.Add(pol.timeout).Sub(d.now))
 	}
