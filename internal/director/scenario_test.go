@@ -523,7 +523,7 @@ func (sc *scenario) decide(line string) ([]string, error) {
 		if why == "none" || (why != "" && why != "all" && !slices.Contains(list(why), s.Name)) {
 			continue
 		}
-		got = append(got, "why "+out.Why(s.Name))
+		got = append(got, strings.Split("why "+out.Why(s.Name), "\n")...)
 	}
 	sc.apply(&out)
 	return got, nil
