@@ -124,7 +124,8 @@ type decider struct {
 	in      *Input
 	now     time.Time
 	certain time.Duration // Lease × Drift
-	byName  map[string]int
+	byName  map[string]int // member name -> index
+	svcIdx  map[string]int // service name -> index
 	byID    []int // member indexes by id, then name
 	counts  []int // services owned, per member index
 	work    []work
@@ -168,6 +169,12 @@ func newDecider(in *Input) *decider {
 		return 0
 	})
 	d.counts = make([]int, len(in.Members))
+	d.svcIdx = make(map[string]int, len(in.Services))
+	for i := range in.Services {
+		if _, dup := d.svcIdx[in.Services[i].Name]; !dup {
+			d.svcIdx[in.Services[i].Name] = i
+		}
+	}
 	d.work = make([]work, len(in.Services))
 	for i := range in.Services {
 		w := &d.work[i]
@@ -193,13 +200,17 @@ func newDecider(in *Input) *decider {
 			}
 		}
 	}
+	// Maintenance comes first: the operator said hands off, and that holds
+	// even without quorum (as Pacemaker's maintenance-mode does).
 	switch {
+	case in.Maintenance && !in.Quorum:
+		d.freeze = "maintenance mode is on (and there is no quorum): nothing is started, stopped or moved"
+	case in.Maintenance:
+		d.freeze = "maintenance mode is on: nothing is started, stopped or moved"
 	case !in.Quorum && in.NoQuorumPolicy == NoQuorumFreeze:
 		d.freeze = "no quorum (no-quorum-policy=freeze): nothing is started, stopped or moved until quorum returns"
 	case !in.Quorum:
 		d.stopAll = true
-	case in.Maintenance:
-		d.freeze = "maintenance mode is on: nothing is started, stopped or moved"
 	}
 	return d
 }
@@ -214,17 +225,8 @@ func (d *decider) member(name string) (int, *Member) {
 }
 
 func (d *decider) applyEvents() {
-	if len(d.in.Events) == 0 {
-		return
-	}
-	idx := make(map[string]int, len(d.in.Services))
-	for i := range d.in.Services {
-		if _, dup := idx[d.in.Services[i].Name]; !dup {
-			idx[d.in.Services[i].Name] = i
-		}
-	}
 	for _, e := range d.in.Events {
-		i, ok := idx[e.Service]
+		i, ok := d.svcIdx[e.Service]
 		if !ok {
 			d.ignore(e, "no such service")
 			continue

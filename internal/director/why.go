@@ -22,10 +22,8 @@ func (o Output) Why(name string) string {
 		return ""
 	}
 	d := o.x.d
-	for i := range d.in.Services {
-		if d.in.Services[i].Name == name {
-			return d.explain(i)
-		}
+	if i, ok := d.svcIdx[name]; ok {
+		return d.explain(i)
 	}
 	return name + ": no such service"
 }
