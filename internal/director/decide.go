@@ -106,6 +106,8 @@ type work struct {
 	// cause is why the service lost its owner in this call; it prefixes the
 	// reason of the assignment that follows.
 	cause string
+	// retryStop: a failed stop was cleared; stop it again first.
+	retryStop bool
 
 	book []Decision // bookkeeping: failures recorded, expired, cleared
 	decs []Decision // orders (assign, restart, stop) and marks
@@ -444,6 +446,11 @@ func (d *decider) clear(s *Service, w *work) {
 	st := &w.st
 	st.Fails, st.Restarts = nil, nil
 	w.ownFails, w.ownRestarts = true, true
+	if st.StopFailed {
+		// The operator was told to make sure it is stopped, then clear:
+		// the stop is tried again before anything else.
+		w.retryStop = true
+	}
 	st.StopFailed = false
 	if st.State == StateFailed {
 		if st.Owner == "" {
@@ -680,6 +687,14 @@ func (d *decider) recover(s *Service, w *work, pol policy, oi int, o *Member) {
 		d.issue(s, w, Stop, name, failOn(f)+"; not started anywhere until cleared")
 		return
 	}
+	if w.retryStop {
+		why := "the stop is tried again after `vigil service clear " + s.Name + "`"
+		if leave := d.leaveReason(s, o); leave != "" {
+			why += "; " + leave
+		}
+		d.issue(s, w, Stop, name, why)
+		return
+	}
 	switch {
 	case rec != nil && rec.Hard:
 		d.issue(s, w, Stop, name, what+"; not on "+name+" again until cleared")
@@ -726,7 +741,12 @@ func (d *decider) recover(s *Service, w *work, pol policy, oi int, o *Member) {
 	} else {
 		why += "restarted " + times(n) + " within " + fmtDur(pol.window) + " (the limit)"
 	}
-	d.issue(s, w, Stop, name, why+": moving it")
+	if d.next(s, w, oi) < 0 {
+		why += ": stopping it; no other member can run it"
+	} else {
+		why += ": moving it"
+	}
+	d.issue(s, w, Stop, name, why)
 }
 
 // relocateRefusal says why the operator's relocation to member to cannot be
