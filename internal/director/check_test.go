@@ -35,7 +35,7 @@ func checkOutput(in *Input, out *Output) error {
 		services[in.Services[i].Name] = &in.Services[i]
 	}
 	drift := in.Drift
-	if drift < 1 {
+	if !(drift >= 1 && drift <= 10) {
 		drift = DefaultDrift
 	}
 	certain := func(m *Member) bool {
@@ -60,7 +60,7 @@ func checkOutput(in *Input, out *Output) error {
 		if m != nil && m.State != MemberUp && m.Fenced {
 			return true
 		}
-		return (m == nil || m.State == MemberDown) && certain(m)
+		return (m == nil || m.State == MemberDown) && in.Lease > 0 && certain(m)
 	}
 	updates := map[string]*Status{}
 	for i := range out.Updates {

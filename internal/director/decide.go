@@ -110,7 +110,7 @@ type work struct {
 	retryStop bool
 
 	book []Decision // bookkeeping: failures recorded, expired, cleared
-	decs []Decision // orders (assign, restart, stop) and marks
+	decs []Decision // orders: assign, restart, stop
 	reqs []Decision // answers to operator requests
 
 	// For the explanation.
@@ -143,7 +143,7 @@ type decider struct {
 func newDecider(in *Input) *decider {
 	d := &decider{in: in, now: in.Now}
 	drift := in.Drift
-	if drift < 1 {
+	if !(drift >= 1 && drift <= 10) { // also catches NaN
 		drift = DefaultDrift
 	}
 	d.certain = time.Duration(float64(in.Lease) * drift)
@@ -159,16 +159,13 @@ func newDecider(in *Input) *decider {
 	}
 	slices.SortStableFunc(d.byID, func(a, b int) int {
 		ma, mb := &in.Members[a], &in.Members[b]
-		if ma.ID != mb.ID {
-			return ma.ID - mb.ID
-		}
-		if ma.Name < mb.Name {
+		switch {
+		case ma.ID < mb.ID:
 			return -1
-		}
-		if ma.Name > mb.Name {
+		case ma.ID > mb.ID:
 			return 1
 		}
-		return 0
+		return strings.Compare(ma.Name, mb.Name)
 	})
 	d.counts = make([]int, len(in.Members))
 	d.svcIdx = make(map[string]int, len(in.Services))
@@ -517,7 +514,7 @@ func (d *decider) plan(s *Service, w *work, pol policy) {
 			d.lostOwner(w)
 		case o == nil || o.State == MemberDown:
 			at := d.certainAt(o)
-			if !d.now.Before(at) {
+			if d.in.Lease > 0 && !d.now.Before(at) {
 				if o == nil {
 					w.cause = st.Owner + " is no longer a member and its lease has certainly run out"
 				} else {
@@ -555,6 +552,15 @@ func (d *decider) lostOwner(w *work) {
 
 func (d *decider) waitForLease(s *Service, w *work, oi int, o *Member, at time.Time) {
 	name := w.st.Owner
+	if d.in.Lease <= 0 {
+		// Without a lease length nothing says when it has run out: only
+		// a fence can end the wait.
+		w.lines = append(w.lines, name+" is DOWN and the lease length is not set: "+s.Name+" waits until "+name+" is fenced")
+		if o != nil && d.in.Fencing && !o.FencePending {
+			w.fence = oi
+		}
+		return
+	}
 	line := name + " is DOWN: " + s.Name + " waits until " + name + " is fenced or its lease has certainly run out (in " +
 		fmtDur(at.Sub(d.now)) + ")"
 	if o == nil {

@@ -36,8 +36,8 @@ func randomInput(r *rand.Rand) Input {
 	in := Input{
 		Now:            now,
 		TermStart:      now.Add(-time.Duration(r.IntN(5000)) * time.Millisecond),
-		Lease:          time.Duration(1+r.IntN(3)) * time.Second,
-		Drift:          pick(r, 0, 1, 1.1, 1.5),
+		Lease:          time.Duration(r.IntN(4)) * time.Second,
+		Drift:          pick(r, 0, 1, 1.1, 1.5, 0.5),
 		Quorum:         r.IntN(6) > 0,
 		NoQuorumPolicy: pick(r, NoQuorumStop, NoQuorumFreeze, ""),
 		Maintenance:    r.IntN(8) == 0,

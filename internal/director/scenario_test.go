@@ -500,7 +500,13 @@ func (sc *scenario) decide(line string) ([]string, error) {
 			sc.in.Members[i].LastRenewal = sc.now
 		}
 	}
-	if err := sc.in.Validate(); err != nil {
+	// Validate all but the lease, which a scenario may leave unset on
+	// purpose, to show what Decide does with it.
+	v := sc.in
+	if v.Lease <= 0 {
+		v.Lease = time.Second
+	}
+	if err := v.Validate(); err != nil {
 		return nil, fmt.Errorf("the scenario's input is not valid: %v", err)
 	}
 	before := cloneInput(sc.in)

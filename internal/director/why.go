@@ -16,7 +16,8 @@ type explainer struct {
 // Why explains, in plain language, where the service named name runs and
 // why, or why it does not run: what was decided, and for every member
 // whether it can run the service, and if not, why not. Members with the
-// same answer share a line.
+// same answer share a line. It reads the Input that was given to Decide, so
+// that must not change until the explanations have been read.
 func (o Output) Why(name string) string {
 	if o.x == nil {
 		return ""
