@@ -115,8 +115,8 @@ func TestDecodeBackupRefuses(t *testing.T) {
 		{"version zero", reenvelope(t, good, false, func(b *Backup) { b.Version = 0 }), []string{"version 0 is not supported"}},
 		{"unknown header field", bytes.Replace(good, []byte(`"format"`), []byte(`"extra": 1, "format"`), 1), []string{"not a vigil backup", "extra"}},
 		{"unknown state field", reenvelope(t, good, true, func(b *Backup) {
-			b.State = bytes.Replace(b.State, []byte(`{"cluster"`), []byte(`{"services":{},"cluster"`), 1)
-		}), []string{"corrupt", "state does not decode", "services"}},
+			b.State = bytes.Replace(b.State, []byte(`{"cluster"`), []byte(`{"frobnicators":{},"cluster"`), 1)
+		}), []string{"corrupt", "state does not decode", "frobnicators"}},
 		{"wrong type in state", reenvelope(t, good, true, func(b *Backup) {
 			b.State = bytes.Replace(b.State, []byte(`"index":42`), []byte(`"index":"42"`), 1)
 		}), []string{"corrupt", "state does not decode"}},

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vigil-cluster/vigil/internal/director"
+	"github.com/vigil-cluster/vigil/internal/spec"
 	"maps"
 	"slices"
 	"time"
@@ -24,6 +26,14 @@ const (
 	OpSettingsSet  Op = "settings-set"
 	OpRestore      Op = "restore"
 	OpTokensPrune  Op = "tokens-prune"
+
+	OpServicesApply  Op = "services-apply"
+	OpServiceDelete  Op = "service-delete"
+	OpServiceRequest Op = "service-request"
+	OpMemberDrain    Op = "member-drain"
+	OpMaintenance    Op = "maintenance"
+	OpReport         Op = "report"
+	OpDecide         Op = "decide"
 )
 
 // Command is one entry of the Raft log. At is the proposer's clock, so that
@@ -41,6 +51,12 @@ type Command struct {
 	Member   string            `json:"member,omitempty"`
 	Settings map[string]string `json:"settings,omitempty"`
 	Restore  *State            `json:"restore,omitempty"`
+
+	Services []spec.Service  `json:"services,omitempty"`
+	Request  *ServiceRequest `json:"request,omitempty"`
+	Flag     bool            `json:"flag,omitempty"`
+	Report   *director.Event `json:"report,omitempty"`
+	Decide   *DecideArgs     `json:"decide,omitempty"`
 }
 
 // InitArgs create the cluster's first state.
@@ -57,7 +73,7 @@ type JoinArgs struct {
 	// written to the log (see Command.Encode), so the log never holds it.
 	Secret     string `json:"secret,omitempty"`
 	SecretHash string `json:"secret_hash,omitempty"`
-	Member  Member `json:"member"`
+	Member     Member `json:"member"`
 	// KeyHash is the SHA-256 (hex) of the certified public key.
 	KeyHash string `json:"key_hash,omitempty"`
 }
@@ -247,7 +263,7 @@ func (s *State) apply(c *Command) (any, error) {
 		}
 		return nil, nil
 	}
-	return nil, refuse(ErrRefused, "unknown command %q: this member's vigil is older than the one that wrote it; upgrade it", c.Op)
+	return s.applyService(c)
 }
 
 func (s *State) checkNewMember(name string, id int) error {

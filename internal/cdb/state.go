@@ -24,6 +24,12 @@ type State struct {
 	AdminTokenHash string `json:"admin_token_hash,omitempty"`
 	// Index is the Raft index of the last applied command.
 	Index uint64 `json:"index"`
+
+	Services    map[string]*Service `json:"services,omitempty"`
+	Maintenance bool                `json:"maintenance,omitempty"`
+	// Events are the lrm reports the director has not consumed yet.
+	Events   []PendingEvent `json:"events,omitempty"`
+	EventSeq uint64         `json:"event_seq,omitempty"`
 }
 
 // Cluster holds the cluster-wide identity and attributes.
@@ -53,6 +59,9 @@ type Member struct {
 	// CertSerial is the serial (hex) of the certificate issued to the
 	// member; only that certificate speaks for it.
 	CertSerial string `json:"cert_serial,omitempty"`
+	// Draining is `vigil member drain`: services move away, nothing new
+	// is placed here.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // JoinToken is the cluster's record of a token made by `vigil member add`.
@@ -76,7 +85,7 @@ type JoinToken struct {
 
 // NewState returns an empty state.
 func NewState() *State {
-	return &State{Members: map[string]*Member{}, Tokens: map[string]*JoinToken{}, Settings: map[string]string{}}
+	return &State{Members: map[string]*Member{}, Tokens: map[string]*JoinToken{}, Settings: map[string]string{}, Services: map[string]*Service{}}
 }
 
 // Clone returns a deep copy.
@@ -102,6 +111,9 @@ func (s *State) fill() {
 	}
 	if s.Settings == nil {
 		s.Settings = map[string]string{}
+	}
+	if s.Services == nil {
+		s.Services = map[string]*Service{}
 	}
 }
 
