@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -138,8 +139,10 @@ func ParseMetadata(b []byte) (*Metadata, error) {
 		// Agents are ASCII in practice; declared single-byte charsets
 		// are read as they are.
 		switch strings.ToLower(charset) {
-		case "us-ascii", "ascii", "iso-8859-1", "latin1", "utf8":
+		case "us-ascii", "ascii", "utf8":
 			return r, nil
+		case "iso-8859-1", "latin1":
+			return latin1Reader(r)
 		}
 		return nil, fmt.Errorf("charset %q is not supported: print UTF-8", charset)
 	}
@@ -240,5 +243,23 @@ func parseOCFDuration(s string) time.Duration {
 	case "h", "hr":
 		unit = time.Hour
 	}
+	if n > math.MaxInt64/int64(unit) {
+		return 0 // longer than any timeout
+	}
 	return time.Duration(n) * unit
+}
+
+// latin1Reader converts ISO-8859-1 to UTF-8: each byte is the rune of the
+// same number. The input is already bounded by MaxMetadataSize.
+func latin1Reader(r io.Reader) (io.Reader, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxMetadataSize))
+	if err != nil {
+		return nil, err
+	}
+	var out strings.Builder
+	out.Grow(len(b))
+	for _, c := range b {
+		out.WriteRune(rune(c))
+	}
+	return strings.NewReader(out.String()), nil
 }
