@@ -125,11 +125,11 @@ type work struct {
 type decider struct {
 	in      *Input
 	now     time.Time
-	certain time.Duration // Lease × Drift
+	certain time.Duration  // Lease × Drift
 	byName  map[string]int // member name -> index
 	svcIdx  map[string]int // service name -> index
-	byID    []int // member indexes by id, then name
-	counts  []int // services owned, per member index
+	byID    []int          // member indexes by id, then name
+	counts  []int          // services owned, per member index
 	work    []work
 	fence   map[int]string
 	// freeze is why everything is frozen ("" if not).
@@ -629,7 +629,7 @@ func (d *decider) planOwned(s *Service, w *work, pol policy, oi int) {
 		}
 	}
 	if s.Spec.Failback && st.State == StateOnline {
-		if fb := d.failbackTarget(s, w, oi); fb >= 0 {
+		if fb, wait := d.failbackTarget(s, w, oi); fb >= 0 && wait <= 0 {
 			m := &d.in.Members[fb]
 			d.issue(s, w, Stop, st.Owner, "failing back to "+m.Name+" (favored #"+strconv.Itoa(favoredRank(&s.Spec, m.Name)+1)+")")
 			w.lines = append(w.lines, "once the stop is confirmed, it starts on "+m.Name)
@@ -777,9 +777,18 @@ func (d *decider) relocateRefusal(s *Service, w *work, to string) string {
 }
 
 // failbackTarget returns the most favored eligible member that is more
-// favored than the owner oi, or -1.
-func (d *decider) failbackTarget(s *Service, w *work, oi int) int {
-	return d.favoredBefore(s, w, d.in.Members[oi].Name)
+// favored than the owner oi, or -1, and how long it must still stay UP
+// before the service fails back to it (the failback delay).
+func (d *decider) failbackTarget(s *Service, w *work, oi int) (int, time.Duration) {
+	fb := d.favoredBefore(s, w, d.in.Members[oi].Name)
+	if fb < 0 {
+		return -1, 0
+	}
+	m := &d.in.Members[fb]
+	if m.UpSince.IsZero() || s.Spec.FailbackDelay <= 0 {
+		return fb, 0
+	}
+	return fb, m.UpSince.Add(s.Spec.FailbackDelay).Sub(d.now)
 }
 
 // favoredBefore returns the first eligible member of the favored list that

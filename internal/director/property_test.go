@@ -55,6 +55,7 @@ func randomInput(r *rand.Rand) Input {
 			Draining:     r.IntN(6) == 0,
 			Removing:     r.IntN(10) == 0,
 			LastRenewal:  now.Add(-time.Duration(r.IntN(6000)) * time.Millisecond),
+			UpSince:      pick(r, time.Time{}, now.Add(-time.Duration(r.IntN(60))*time.Second)),
 			Fenced:       r.IntN(4) == 0,
 			FencePending: r.IntN(5) == 0,
 		}
@@ -80,6 +81,7 @@ func randomInput(r *rand.Rand) Input {
 			Balanced:       r.IntN(2) == 0,
 			Domain:         pick(r, 0, 0, 1),
 			Failback:       r.IntN(3) == 0,
+			FailbackDelay:  pick(r, 0, 30*time.Second),
 			MaxRestarts:    pick(r, 0, -1, 1, 3),
 			FailureTimeout: pick(r, 0, -1, time.Minute),
 			Target:         pick(r, TargetOnline, TargetOnline, "", TargetOffline),
@@ -271,7 +273,8 @@ func simulate(t *testing.T, seed uint64, rounds int, counts map[string]int) {
 	for i := range ns {
 		name := fmt.Sprintf("s%d", i)
 		sp := Spec{Balanced: r.IntN(2) == 0, Domain: pick(r, 0, 0, 1), Failback: r.IntN(3) == 0,
-			MaxRestarts: pick(r, 0, 1, -1), FailureTimeout: pick(r, 0, time.Minute)}
+			FailbackDelay: pick(r, 0, 5*time.Second),
+			MaxRestarts:   pick(r, 0, 1, -1), FailureTimeout: pick(r, 0, time.Minute)}
 		for _, n := range names {
 			if r.IntN(2) == 0 {
 				sp.Favored = append(sp.Favored, n)
@@ -296,6 +299,7 @@ func simulate(t *testing.T, seed uint64, rounds int, counts map[string]int) {
 				if m.State == MemberDown {
 					m.State = MemberUp
 					m.Fenced, m.FencePending = false, false
+					m.UpSince = sc.now
 				}
 				m.LastRenewal = sc.now
 				w.renewed[m.Name] = sc.now

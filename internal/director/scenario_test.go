@@ -19,8 +19,8 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //	# comment (kept)
 //	cluster lease=2s drift=1.1 term=-1h quorum=yes policy=stop maintenance=off fencing=off
 //	member m1 [UP|DOWN|DISCONNECTED|NETPAR] id=1 domain=0 witness draining removing
-//	       renewed=T down-since=T fenced fence-pending        (flags take =no to unset)
-//	service web favored=m1,m2 restricted=m1,m2 balanced domain=0 failback
+//	       renewed=T down-since=T up-since=T fenced fence-pending   (flags take =no to unset)
+//	service web favored=m1,m2 restricted=m1,m2 balanced domain=0 failback failback-delay=D
 //	       restarts=3 window=10m failure-timeout=10m target=online|offline
 //	       relocate=M clear state=ONLINE owner=m1 epoch=3 held=S
 //	fail web m1 count=2 last=T kind=monitor-failed sev=soft banned hard fatal
@@ -31,8 +31,10 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //	----
 //	expected output, up to the next blank line
 //
-// Times T are offsets from the scenario's start (0s, 1.5s, -1h). An event's
-// epoch defaults to the service's current epoch. After each decide, the test
+// Times T are offsets from the scenario's start (0s, 1.5s, -1h). Commands
+// between two decides happen at the time of the first: a member set DOWN
+// there went DOWN then, and last renewed its lease then. An event's epoch
+// defaults to the service's current epoch. After each decide, the test
 // does what the director's loop would: it writes the new statuses, clears
 // the requests that were answered, marks fenced members as fence pending,
 // and lets every member that is not DOWN renew its lease at that time.
@@ -294,6 +296,9 @@ func (sc *scenario) member(rest []string) error {
 				m.Fenced = false
 				m.FencePending = false
 			}
+			if MemberState(k) == MemberUp && m.State == MemberDown {
+				m.UpSince = sc.now
+			}
 			m.State = MemberState(k)
 		case "id":
 			m.ID, err = strconv.Atoi(v)
@@ -326,6 +331,8 @@ func (sc *scenario) member(rest []string) error {
 			m.LastRenewal, err = parseOffset(v)
 		case "down-since":
 			m.DownSince, err = parseOffset(v)
+		case "up-since":
+			m.UpSince, err = parseOffset(v)
 		case "UP", "DOWN", "DISCONNECTED", "NETPAR", "id", "domain", "witness", "draining", "removing", "fenced", "fence-pending":
 		default:
 			return fmt.Errorf("member: unknown %s", k)
@@ -366,6 +373,8 @@ func (sc *scenario) service(rest []string) error {
 			sp.Domain, err = strconv.Atoi(v)
 		case "failback":
 			sp.Failback, err = parseBool(v)
+		case "failback-delay":
+			sp.FailbackDelay, err = time.ParseDuration(v)
 		case "restarts":
 			sp.MaxRestarts, err = strconv.Atoi(v)
 		case "window":

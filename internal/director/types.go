@@ -103,6 +103,9 @@ type Member struct {
 	// DownSince is when the member was last seen going DOWN (for the
 	// explanations only).
 	DownSince time.Time
+	// UpSince is when the member last became UP (zero: long ago). Services
+	// fail back to it only once it has been UP for their FailbackDelay.
+	UpSince time.Time
 	// Fenced reports that a fence agent confirmed the member is off since it
 	// was last UP. The loop must clear it when the member is UP again.
 	// Decide honours it only while the member is not UP.
@@ -145,6 +148,10 @@ type Spec struct {
 	// favored than its owner can run it. Off (the default), a service stays
 	// where it runs.
 	Failback bool
+	// FailbackDelay is how long a more favored member must have been UP
+	// before the service fails back to it (keepalived's preempt_delay), so
+	// that a flapping member does not make it bounce. Zero: at once.
+	FailbackDelay time.Duration
 	// MaxRestarts is how many times a soft failure is restarted in place
 	// within RestartWindow before the service moves. Zero means
 	// DefaultMaxRestarts; negative means never restart in place.

@@ -65,6 +65,9 @@ func (in *Input) Validate() error {
 		if sp.MaxRestarts > MaxRestarts {
 			bad("service %s: restarts is %d: at most %d", s.Name, sp.MaxRestarts, MaxRestarts)
 		}
+		if sp.FailbackDelay < 0 {
+			bad("service %s: failback delay is %v: it must not be negative", s.Name, sp.FailbackDelay)
+		}
 		if sp.RestartWindow < 0 {
 			bad("service %s: restart window is %v: it must not be negative", s.Name, sp.RestartWindow)
 		}

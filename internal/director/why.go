@@ -143,8 +143,13 @@ func (d *decider) stays(s *Service, w *work) string {
 	}
 	if fb := d.favoredBefore(s, w, o.Name); fb >= 0 {
 		m := &d.in.Members[fb]
-		return r + "; failback is off, so it stays there although " + m.Name + " (favored #" +
-			strconv.Itoa(favoredRank(&s.Spec, m.Name)+1) + ") can run it"
+		fav := m.Name + " (favored #" + strconv.Itoa(favoredRank(&s.Spec, m.Name)+1) + ")"
+		if !s.Spec.Failback {
+			return r + "; failback is off, so it stays there although " + fav + " can run it"
+		}
+		_, wait := d.failbackTarget(s, w, oi)
+		return r + "; it fails back to " + fav + " in " + fmtDur(wait) + ", once " + m.Name +
+			" has been UP for " + fmtDur(s.Spec.FailbackDelay) + " (the failback delay)"
 	}
 	best := d.next(s, w, oi)
 	if best < 0 {
