@@ -247,13 +247,11 @@ func (d *decider) memberText(s *Service, w *work, j int) string {
 			}
 			return t
 		}
-		switch {
-		case v.code == okFavored:
+		switch v.code {
+		case okFavored:
 			return role + "; favored #" + strconv.Itoa(int(v.n)+1)
-		case v.code == okOther:
+		case okOther:
 			return role
-		case v.code == noBanned || v.code == noHard:
-			return role + "; " + d.reasonText(s, st, m, v)
 		}
 		return role + "; " + d.reasonText(s, st, m, v)
 	}
