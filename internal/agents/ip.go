@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -130,6 +131,7 @@ func (x *ipResource) up(ctx context.Context, c Call) Result {
 		r.Status, r.RC, r.Note = OK, 0, fmt.Sprintf("%s was already on %s", x.addr, x.res.Interface)
 		return r
 	}
+	x.promoteSecondaries()
 	r := x.command(ctx, IPUp, c, "ip addr add", []string{"ip", "addr", "add", x.addr.String(), "dev", x.res.Interface})
 	if r.Status == OK {
 		r.Note = x.announce()
@@ -159,6 +161,29 @@ func (x *ipResource) announce() string {
 		x.log.Warn("gratuitous ARP failed", "err", o.describe("arping", arpTimeout), "output", strings.Join(o.output, " / "))
 	}()
 	return "gratuitous ARP sent in the background (arping -U -c 2)"
+}
+
+// promoteSecondaries turns on promote_secondaries for the interface, so
+// that removing one floating address never removes the other addresses of
+// its subnet with it (the kernel's default when the first address of a
+// subnet goes). Failing to is logged, not fatal.
+func (x *ipResource) promoteSecondaries() {
+	if !x.addr.Addr().Is4() {
+		return
+	}
+	path := "/proc/sys/net/ipv4/conf/" + x.res.Interface + "/promote_secondaries"
+	b, err := os.ReadFile(path)
+	if err == nil && strings.TrimSpace(string(b)) == "1" {
+		return
+	}
+	if err == nil {
+		err = os.WriteFile(path, []byte("1\n"), 0o644)
+	}
+	if err != nil {
+		x.log.Warn("cannot turn on promote_secondaries: removing the first address of a subnet would remove the others with it", "interface", x.res.Interface, "err", err)
+		return
+	}
+	x.log.Info("turned on promote_secondaries, so removing one address of a subnet keeps the others", "interface", x.res.Interface)
 }
 
 func (x *ipResource) down(ctx context.Context, c Call) Result {
