@@ -14,9 +14,9 @@ func TestVolume(t *testing.T) {
 	dir := t.TempDir()
 	flag := filepath.Join(dir, "imported")
 	r := spec.Resource{Name: "data0", Kind: spec.KindVolume,
-		Import: []string{"sh", "-c", `echo "importing $VIGIL_SERVICE/$VIGIL_RESOURCE"; touch ` + flag},
-		Deport: []string{"rm", flag},
-		Check:  []string{"test", "-f", flag},
+		Import:   []string{"sh", "-c", `echo "importing $VIGIL_SERVICE/$VIGIL_RESOURCE"; touch ` + flag},
+		Deport:   []string{"rm", flag},
+		Check:    []string{"test", "-f", flag},
 		Timeouts: spec.Timeouts{Start: spec.Duration(5 * time.Second), Stop: spec.Duration(5 * time.Second), Monitor: spec.Duration(5 * time.Second)}}
 	res := mustNew(t, "db", r, testEnv(t))
 	runWant(t, res, Probe, Call{}, NotRunning)
