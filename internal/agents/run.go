@@ -154,7 +154,6 @@ type tail struct {
 	marker string
 	ring   []string     // guarded by mu
 	cur    bytes.Buffer // guarded by mu: the line being written
-	cut    bool         // guarded by mu: cur was cut at max
 	marked string       // guarded by mu
 }
 
@@ -173,7 +172,6 @@ func (t *tail) Write(p []byte) (int, error) {
 		}
 		if room := t.max - t.cur.Len(); len(chunk) > room {
 			chunk = chunk[:max(room, 0)]
-			t.cut = true
 		}
 		t.cur.Write(chunk)
 		if i < 0 {
@@ -187,12 +185,9 @@ func (t *tail) Write(p []byte) (int, error) {
 
 // endLine moves the current line into the ring. Caller holds mu.
 func (t *tail) endLine() {
-	line := strings.ToValidUTF8(strings.TrimRight(t.cur.String(), "\r"), "\uFFFD")
-	if t.cut {
-		line = cutUTF8(line, t.max)
-	}
+	// Replacing bad bytes may lengthen the line: cut it after.
+	line := cutUTF8(strings.ToValidUTF8(strings.TrimRight(t.cur.String(), "\r"), "\uFFFD"), t.max)
 	t.cur.Reset()
-	t.cut = false
 	if t.marker != "" && strings.HasPrefix(line, t.marker) {
 		t.marked = strings.TrimSpace(strings.TrimPrefix(line, t.marker))
 	}
