@@ -102,6 +102,8 @@ func stopping(p Phase) bool { return Reverse(p) }
 
 // Call is what the lrm passes with every run.
 type Call struct {
+	// Member is the member running the call (VIGIL_MEMBER).
+	Member    string
 	Service   string
 	Epoch     uint64
 	Hosted    []string // services hosted on this member (for method agents' arguments)
@@ -245,6 +247,15 @@ type Resource interface {
 	// call's timeout plus a short grace (to kill and reap), or sooner when
 	// ctx is done, in which case whatever runs is killed and the run fails.
 	Run(ctx context.Context, p Phase, c Call) Result
+}
+
+// Supervised is implemented by the resources whose process vigil itself
+// supervises (exec).
+type Supervised interface {
+	Resource
+	// Exited returns a channel closed when the process this agent started
+	// exits, or nil when there is no such process.
+	Exited() <-chan struct{}
 }
 
 // ErrUnknownKind is returned by New and Validate for a kind they do not know.
@@ -438,6 +449,7 @@ func baseEnv() []string {
 func vigilEnv(service, resource string, p Phase, c Call) []string {
 	return []string{
 		"VIGIL_SERVICE=" + service,
+		"VIGIL_MEMBER=" + c.Member,
 		"VIGIL_RESOURCE=" + resource,
 		"VIGIL_PHASE=" + string(p),
 		fmt.Sprintf("VIGIL_EPOCH=%d", c.Epoch),

@@ -186,7 +186,10 @@ func (x *execResource) start(ctx context.Context, c Call) Result {
 	cmd.Dir = x.res.WorkDir
 	cmd.Stdout = logf // a file, not a pipe: the process owns it, vigil copies nothing
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a supervised command dies with the agent that supervises
+	// it, so an agent that is killed cannot leave its service running
+	// without a lease (the member's services run only under a lease).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()
 	logf.Close()
 	if err != nil {
@@ -246,6 +249,19 @@ func exitWords(ps *os.ProcessState) string {
 		return "was killed by " + signalName(ws.Signal())
 	}
 	return fmt.Sprintf("exited with status %d", ps.ExitCode())
+}
+
+// Exited returns a channel that is closed when the process this agent
+// started for the resource exits, so that the lrm need not wait for the
+// next Check to notice; nil when the agent did not start it (not started,
+// or adopted by Probe after a restart: then only Check can tell).
+func (x *execResource) Exited() <-chan struct{} {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.cur == nil || x.cur.done == nil {
+		return nil
+	}
+	return x.cur.done
 }
 
 // running returns the live process of the resource, adopting the one named

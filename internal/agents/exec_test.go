@@ -116,8 +116,16 @@ func TestExecStartIsIdempotent(t *testing.T) {
 func TestExecCrashIsNotRunningAndReaped(t *testing.T) {
 	env := testEnv(t)
 	res := mustNew(t, "svc", execRes("crash", "sh", "-c", "echo about to be killed; exec sleep 300"), env)
+	if res.(Supervised).Exited() != nil {
+		t.Error("Exited() before Start is not nil")
+	}
 	runOK(t, res, Start, Call{})
 	pid, _ := pidOf(t, env, "svc", "crash")
+	select {
+	case <-res.(Supervised).Exited():
+		t.Fatal("Exited() closed while the process runs")
+	default:
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +142,11 @@ func TestExecCrashIsNotRunningAndReaped(t *testing.T) {
 		t.Errorf("check output %q lacks the process's last words", r.Output)
 	}
 	eventually(t, 5*time.Second, "the dead process reaped", func() bool { return reaped(pid) })
+	select {
+	case <-res.(Supervised).Exited():
+	default:
+		t.Error("Exited() not closed after the process died")
+	}
 	runOK(t, res, Stop, Call{})
 	// And it starts again.
 	runOK(t, res, Start, Call{})

@@ -267,6 +267,20 @@ func validateOCF(ctx context.Context, service string, r spec.Resource, env Env) 
 	return "validate-all", fmt.Errorf("%s", msg)
 }
 
+// AgentMetadata runs the meta-data action of the OCF agent
+// ("ocf:PROVIDER:TYPE") installed under env.OCFRoot and parses it.
+func AgentMetadata(ctx context.Context, agent string, env Env) (*Metadata, error) {
+	env = env.withDefaults()
+	o, err := newOCF(base{res: spec.Resource{Kind: spec.KindOCF, Agent: agent}, env: env, log: env.Logger})
+	if err != nil {
+		return nil, err
+	}
+	if err := executable(o.path); err != nil {
+		return nil, fmt.Errorf("%s is not installed on this member: %v", agent, err)
+	}
+	return o.Metadata(ctx)
+}
+
 // Metadata runs the agent's meta-data action and parses what it printed.
 func (o *ocfResource) Metadata(ctx context.Context) (*Metadata, error) {
 	if err := os.MkdirAll(o.env.RscTmp, 0o755); err != nil {

@@ -388,6 +388,12 @@ func TestOCFRealMetadata(t *testing.T) {
 			}
 		})
 	}
+	if md, err := AgentMetadata(t.Context(), "ocf:heartbeat:Dummy", env); err != nil || md.Name != "Dummy" {
+		t.Errorf("AgentMetadata(Dummy): %+v %v", md, err)
+	}
+	if _, err := AgentMetadata(t.Context(), "ocf:heartbeat:VigilNoSuchAgent", env); err == nil || !strings.Contains(err.Error(), "not installed") {
+		t.Errorf("AgentMetadata of a missing agent: %v", err)
+	}
 	err := Validate("s", ocfRes("ocf:heartbeat:IPaddr2", map[string]string{"nic": "eth0"}), env)
 	if err == nil || !strings.Contains(err.Error(), "missing required parameter(s) ip") {
 		t.Errorf("IPaddr2 without ip: %v", err)
