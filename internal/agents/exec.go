@@ -372,56 +372,85 @@ func (x *execResource) stop(ctx context.Context, p Phase, c Call) Result {
 		r.Status, r.RC, r.Note = OK, 0, fmt.Sprintf("not running (pid %d now belongs to another process)", pid)
 		return r
 	}
-	if groupLive(pid) == 0 {
+	g := group{pid: pid, start: start}
+	if g.live() == 0 {
 		forget()
 		r.Status, r.RC, r.Note = OK, 0, "not running"
 		return r
 	}
-	killGroup(pid, sig)
+	g.signal(sig)
 	if sig != syscall.SIGKILL {
-		killGroup(pid, syscall.SIGCONT) // a stopped process cannot handle SIGTERM
+		g.signal(syscall.SIGCONT) // a stopped process cannot handle SIGTERM
 	}
-	gone, why := waitGroup(ctx, pid, timeout)
+	gone, why := g.wait(ctx, timeout)
 	if !gone && why == "" && sig != syscall.SIGKILL {
-		killGroup(pid, syscall.SIGKILL)
+		g.signal(syscall.SIGKILL)
 		r.Note = fmt.Sprintf("did not exit within %s of SIGTERM; killed with SIGKILL", timeout)
-		gone, why = waitGroup(ctx, pid, killGrace)
+		gone, why = g.wait(ctx, killGrace)
 		if !gone && why == "" {
-			why = fmt.Sprintf("%d processes of group %d still live %s after SIGKILL (in uninterruptible sleep?)", groupLive(pid), pid, killGrace)
+			why = fmt.Sprintf("%d processes of group %d still live %s after SIGKILL (in uninterruptible sleep?)", g.live(), pid, killGrace)
 		}
 	} else if !gone && why == "" {
-		why = fmt.Sprintf("%d processes of group %d still live %s after SIGKILL (in uninterruptible sleep?)", groupLive(pid), pid, timeout)
+		why = fmt.Sprintf("%d processes of group %d still live %s after SIGKILL (in uninterruptible sleep?)", g.live(), pid, timeout)
 	}
 	if !gone {
 		r.Status, r.Severity, r.Err = Failed, Hard, fmt.Sprintf("%s of process group %d failed: %s", method, pid, why)
+		if ctx.Err() != nil {
+			r.Severity = Soft // interrupted, not refused
+		}
 		return r
 	}
+	r.RC = 0
 	if ch != nil && ch.done != nil {
-		<-ch.done // reaped by now or very soon: the leader is dead
-		r.RC = ch.state.ExitCode()
-	} else {
-		r.RC = 0
+		select { // the leader is dead: the reaper is about to report it
+		case <-ch.done:
+			r.RC = ch.state.ExitCode()
+		case <-time.After(killGrace):
+		}
 	}
 	forget()
 	r.Status = OK
 	return r
 }
 
-// waitGroup polls until process group pgid has no live process, the
-// timeout passes (gone false, why "") or ctx is done (gone false, why says
-// so).
-func waitGroup(ctx context.Context, pgid int, timeout time.Duration) (gone bool, why string) {
+// group is the processes of an exec resource: the process group its
+// leader made, and the leader itself (which could have left the group).
+type group struct {
+	pid   int
+	start uint64
+}
+
+// live counts the live processes of the group.
+func (g group) live() int {
+	n := groupLive(g.pid)
+	if st, err := readStat(g.pid); err == nil && st.start == g.start && !st.zombie() && st.pgrp != g.pid {
+		n++
+	}
+	return n
+}
+
+// signal sends sig to the group and to the leader.
+func (g group) signal(sig syscall.Signal) {
+	killGroup(g.pid, sig)
+	if st, err := readStat(g.pid); err == nil && st.start == g.start && st.pgrp != g.pid {
+		_ = syscall.Kill(g.pid, sig)
+	}
+}
+
+// wait polls until the group has no live process, the timeout passes
+// (gone false, why "") or ctx is done (gone false, why says so).
+func (g group) wait(ctx context.Context, timeout time.Duration) (gone bool, why string) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
 	for {
-		if groupLive(pgid) == 0 {
+		if g.live() == 0 {
 			return true, ""
 		}
 		select {
 		case <-deadline.C:
-			return groupLive(pgid) == 0, ""
+			return g.live() == 0, ""
 		case <-ctx.Done():
 			return false, fmt.Sprintf("interrupted (%v) while waiting for the processes to exit", ctx.Err())
 		case <-tick.C:
