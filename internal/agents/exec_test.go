@@ -30,13 +30,13 @@ func pidOf(t *testing.T, env Env, service, resource string) (int, uint64) {
 
 func TestExecStartCheckStop(t *testing.T) {
 	env := testEnv(t)
-	r := execRes("web", "sh", "-c", `echo "hello $GREETING from $VIGIL_SERVICE/$VIGIL_RESOURCE in $PWD"; exec sleep 300`)
+	r := execRes("web", "sh", "-c", `echo "hello $GREETING from $VIGIL_SERVICE/$VIGIL_RESOURCE on $VIGIL_MEMBER epoch $VIGIL_EPOCH in $PWD"; exec sleep 300`)
 	r.Env = map[string]string{"GREETING": "world"}
 	r.WorkDir = t.TempDir()
 	res := mustNew(t, "svc", r, env)
 
 	runWant(t, res, Probe, Call{}, NotRunning)
-	st := runOK(t, res, Start, Call{Epoch: 7})
+	st := runOK(t, res, Start, Call{Epoch: 7, Member: "m1"})
 	if st.Method != "exec" || st.RC != 0 || st.Skipped {
 		t.Errorf("start result %+v", st)
 	}
@@ -48,7 +48,7 @@ func TestExecStartCheckStop(t *testing.T) {
 	logPath := filepath.Join(env.StateDir, "svc.web.log")
 	eventually(t, 5*time.Second, "the process's output in its log", func() bool {
 		b, _ := os.ReadFile(logPath)
-		return strings.Contains(string(b), "hello world from svc/web in "+r.WorkDir)
+		return strings.Contains(string(b), "hello world from svc/web on m1 epoch 7 in "+r.WorkDir)
 	})
 	runOK(t, res, Check, Call{})
 	runOK(t, res, Probe, Call{})
