@@ -190,3 +190,41 @@ func (c *Client) Restore(ctx context.Context, data []byte) (*RestoreResponse, er
 	var r RestoreResponse
 	return &r, c.do(ctx, "POST", "/v1/cdb/restore", data, &r)
 }
+
+// Apply applies (or with DryRun previews) service definitions.
+func (c *Client) Apply(ctx context.Context, r ApplyRequest) (*ApplyResult, error) {
+	var out ApplyResult
+	return &out, c.do(ctx, "POST", "/v1/services/apply", r, &out)
+}
+
+// Services lists the services.
+func (c *Client) Services(ctx context.Context) ([]ServiceInfo, error) {
+	var out []ServiceInfo
+	return out, c.do(ctx, "GET", "/v1/services", nil, &out)
+}
+
+// Service shows one service with its explanation.
+func (c *Client) Service(ctx context.Context, name string) (*ServiceDetail, error) {
+	var out ServiceDetail
+	return &out, c.do(ctx, "GET", "/v1/services/"+url.PathEscape(name), nil, &out)
+}
+
+// ServiceAction asks for online, offline, clear or relocate (with to).
+func (c *Client) ServiceAction(ctx context.Context, name, action, to string) error {
+	return c.do(ctx, "POST", "/v1/services/"+url.PathEscape(name)+"/"+action, ServiceRequest{To: to}, nil)
+}
+
+// DeleteService stops a service and deletes it.
+func (c *Client) DeleteService(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", "/v1/services/"+url.PathEscape(name), nil, nil)
+}
+
+// Drain moves services away from a member (on) or lets it host again (off).
+func (c *Client) Drain(ctx context.Context, member string, on bool) error {
+	return c.do(ctx, "PUT", "/v1/members/"+url.PathEscape(member)+"/drain", Toggle{On: on}, nil)
+}
+
+// Maintenance turns maintenance mode on or off.
+func (c *Client) Maintenance(ctx context.Context, on bool) error {
+	return c.do(ctx, "PUT", "/v1/maintenance", Toggle{On: on}, nil)
+}

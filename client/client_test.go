@@ -225,3 +225,15 @@ func TestClientTLSToken(t *testing.T) {
 		}
 	}
 }
+
+func (b *backend) ApplyServices(ctx context.Context, r client.ApplyRequest, by string) (*client.ApplyResult, error) {
+	return &client.ApplyResult{}, nil
+}
+func (b *backend) Services(ctx context.Context) []client.ServiceInfo { return nil }
+func (b *backend) Service(ctx context.Context, name string) (*client.ServiceDetail, error) {
+	return nil, cdb.Refuse(cdb.ErrNotFound, "no service %s", name)
+}
+func (b *backend) ServiceAction(ctx context.Context, name, action, to, by string) error { return nil }
+func (b *backend) DeleteService(ctx context.Context, name, by string) error             { return nil }
+func (b *backend) Drain(ctx context.Context, member string, on bool, by string) error   { return nil }
+func (b *backend) SetMaintenance(ctx context.Context, on bool, by string) error         { return nil }

@@ -171,3 +171,63 @@ type ErrorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 }
+
+// ApplyRequest is the body of POST /v1/services/apply: the YAML documents of
+// one file.
+type ApplyRequest struct {
+	File   string `json:"file"`
+	YAML   string `json:"yaml"`
+	DryRun bool   `json:"dry_run,omitempty"`
+}
+
+// Change is what applying does to one service.
+type Change struct {
+	Service string   `json:"service"`
+	Action  string   `json:"action"` // created, updated, unchanged
+	Diff    []string `json:"diff,omitempty"`
+}
+
+// ApplyResult answers an apply or a diff.
+type ApplyResult struct {
+	Changes []Change `json:"changes"`
+	Index   uint64   `json:"index,omitempty"`
+}
+
+// FailInfo is one fail record of a service.
+type FailInfo struct {
+	Member string    `json:"member"`
+	Count  int       `json:"count"`
+	Last   time.Time `json:"last"`
+	Banned bool      `json:"banned,omitempty"`
+	What   string    `json:"what"`
+}
+
+// ServiceInfo is one row of `vigil service list`.
+type ServiceInfo struct {
+	Name        string     `json:"name"`
+	State       string     `json:"state"`
+	Owner       string     `json:"owner,omitempty"`
+	Epoch       uint64     `json:"epoch"`
+	Target      string     `json:"target"`
+	Reason      string     `json:"reason,omitempty"`
+	Resources   int        `json:"resources"`
+	Fails       []FailInfo `json:"fails,omitempty"`
+	LastRequest string     `json:"last_request,omitempty"`
+}
+
+// ServiceDetail is `vigil service show`.
+type ServiceDetail struct {
+	ServiceInfo
+	Spec any    `json:"spec"`
+	Why  string `json:"why"`
+}
+
+// ServiceRequest is the body of POST /v1/services/{name}/{action}.
+type ServiceRequest struct {
+	To string `json:"to,omitempty"`
+}
+
+// Toggle is the body of PUT /v1/maintenance and PUT /v1/members/{name}/drain.
+type Toggle struct {
+	On bool `json:"on"`
+}

@@ -26,6 +26,8 @@ import (
 	"github.com/vigil-cluster/vigil/internal/api"
 	"github.com/vigil-cluster/vigil/internal/cdb"
 	"github.com/vigil-cluster/vigil/internal/config"
+	"github.com/vigil-cluster/vigil/internal/lease"
+	"github.com/vigil-cluster/vigil/internal/lrm"
 	"github.com/vigil-cluster/vigil/internal/membership"
 	"github.com/vigil-cluster/vigil/internal/pki"
 	"github.com/vigil-cluster/vigil/internal/rpc"
@@ -54,8 +56,19 @@ type Agent struct {
 	https *http.Server
 	unix  *http.Server
 
-	kick    chan struct{}
-	removed chan struct{}
+	kick       chan struct{}
+	decideKick chan struct{}
+	removed    chan struct{}
+
+	lrm      *lrm.Manager // set by lrmLoop before it closes lrmReady
+	lrmReady chan struct{}
+	lrmKick  chan struct{}
+
+	term     term
+	holderMu sync.Mutex
+	holder   *lease.Holder // guarded by holderMu
+	// grantIndex is the director's applied index at the last grant.
+	grantIndex uint64 // guarded by holderMu
 
 	mu         sync.Mutex
 	agentState string // guarded by mu
@@ -88,7 +101,8 @@ func New(dir string, level *slog.LevelVar, log *slog.Logger) (*Agent, error) {
 	}
 	return &Agent{dir: dir, cfg: cfg, prof: config.Profiles[cfg.Profile], id: id, key: key, adminToken: admin,
 		log: log.With("member", cfg.Name), level: level, started: time.Now(), kick: make(chan struct{}, 1),
-		removed: make(chan struct{}), agentState: client.AgentInitializing}, nil
+		removed: make(chan struct{}), agentState: client.AgentInitializing,
+		decideKick: make(chan struct{}, 1), lrmReady: make(chan struct{}), lrmKick: make(chan struct{}, 1), holder: lease.NewHolder(leaseConfig(config.Profiles[cfg.Profile]))}, nil
 }
 
 func (a *Agent) rpcAddr() string { return config.RPCAddress(a.cfg.Links[0]) }
@@ -151,7 +165,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	go a.joinLoop(ctx)
+	go a.leaseLoop(ctx)
+	go a.directorLoop(ctx)
+	lrmCtx, stopLRM := context.WithCancel(context.Background())
+	defer stopLRM()
+	go a.lrmLoop(lrmCtx)
 	a.loop(ctx)
+	a.stopServices()
+	stopLRM()
 	a.shutdown()
 	select {
 	case <-a.removed:
@@ -234,6 +255,11 @@ func (a *Agent) poke() {
 	case a.kick <- struct{}{}:
 	default:
 	}
+	a.kickDirector()
+	select {
+	case a.lrmKick <- struct{}{}:
+	default:
+	}
 }
 
 // loop keeps the agent state current and, on the director, the Raft
@@ -256,6 +282,7 @@ func (a *Agent) loop(ctx context.Context) {
 		a.updateAgentState()
 		if !a.store.IsLeader() {
 			settled = false
+			a.term.end()
 		} else {
 			if !settled {
 				// Decide from the whole log, never from a state behind
@@ -265,6 +292,8 @@ func (a *Agent) loop(ctx context.Context) {
 					continue
 				}
 				settled = true
+				a.term.begin(time.Now())
+				a.log.Info("director: took office; services of silent members wait one lease", "lease", a.prof.Lease)
 			}
 			a.initIfBootstrap(ctx)
 			a.reconcile()

@@ -42,6 +42,13 @@ type Backend interface {
 	Restore(ctx context.Context, data []byte, by string) (*client.RestoreResponse, error)
 	// AdminTokenHash is the SHA-256 (hex) of the admin token.
 	AdminTokenHash() string
+	ApplyServices(ctx context.Context, r client.ApplyRequest, by string) (*client.ApplyResult, error)
+	Services(ctx context.Context) []client.ServiceInfo
+	Service(ctx context.Context, name string) (*client.ServiceDetail, error)
+	ServiceAction(ctx context.Context, name, action, to, by string) error
+	DeleteService(ctx context.Context, name, by string) error
+	Drain(ctx context.Context, member string, on bool, by string) error
+	SetMaintenance(ctx context.Context, on bool, by string) error
 	// AllowedCert says whether a member certificate (common name, serial
 	// in hex) still speaks for a member.
 	AllowedCert(cn, serial string) bool
@@ -68,6 +75,46 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/cdb", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Config(r.Context())) })
 	s.mux.HandleFunc("GET /v1/cdb/backup", s.backup)
 	s.mux.HandleFunc("POST /v1/cdb/restore", s.restore)
+	s.mux.HandleFunc("POST /v1/services/apply", func(w http.ResponseWriter, r *http.Request) {
+		var req client.ApplyRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		out, err := s.b.ApplyServices(r.Context(), req, Who(r.Context()))
+		reply(w, out, err)
+	})
+	s.mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Services(r.Context())) })
+	s.mux.HandleFunc("GET /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
+		out, err := s.b.Service(r.Context(), r.PathValue("name"))
+		reply(w, out, err)
+	})
+	s.mux.HandleFunc("POST /v1/services/{name}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		var req client.ServiceRequest
+		if r.ContentLength != 0 && !decode(w, r, &req) {
+			return
+		}
+		err := s.b.ServiceAction(r.Context(), r.PathValue("name"), r.PathValue("action"), req.To, Who(r.Context()))
+		reply(w, map[string]string{"service": r.PathValue("name"), "action": r.PathValue("action")}, err)
+	})
+	s.mux.HandleFunc("DELETE /v1/services/{name}", func(w http.ResponseWriter, r *http.Request) {
+		err := s.b.DeleteService(r.Context(), r.PathValue("name"), Who(r.Context()))
+		reply(w, map[string]string{"deleted": r.PathValue("name")}, err)
+	})
+	s.mux.HandleFunc("PUT /v1/members/{name}/drain", func(w http.ResponseWriter, r *http.Request) {
+		var req client.Toggle
+		if !decode(w, r, &req) {
+			return
+		}
+		err := s.b.Drain(r.Context(), r.PathValue("name"), req.On, Who(r.Context()))
+		reply(w, map[string]any{"member": r.PathValue("name"), "draining": req.On}, err)
+	})
+	s.mux.HandleFunc("PUT /v1/maintenance", func(w http.ResponseWriter, r *http.Request) {
+		var req client.Toggle
+		if !decode(w, r, &req) {
+			return
+		}
+		reply(w, map[string]bool{"maintenance": req.On}, s.b.SetMaintenance(r.Context(), req.On, Who(r.Context())))
+	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, cdb.Refuse(cdb.ErrNotFound, "no API route %s %s: see docs/API.md for the routes", r.Method, r.URL.Path))
 	})

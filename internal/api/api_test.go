@@ -474,3 +474,17 @@ func FuzzAPIBodies(f *testing.F) {
 		}
 	})
 }
+
+func (f *fakeBackend) ApplyServices(ctx context.Context, r client.ApplyRequest, by string) (*client.ApplyResult, error) {
+	return &client.ApplyResult{}, nil
+}
+func (f *fakeBackend) Services(ctx context.Context) []client.ServiceInfo { return nil }
+func (f *fakeBackend) Service(ctx context.Context, name string) (*client.ServiceDetail, error) {
+	return nil, cdb.Refuse(cdb.ErrNotFound, "no service %s", name)
+}
+func (f *fakeBackend) ServiceAction(ctx context.Context, name, action, to, by string) error {
+	return nil
+}
+func (f *fakeBackend) DeleteService(ctx context.Context, name, by string) error           { return nil }
+func (f *fakeBackend) Drain(ctx context.Context, member string, on bool, by string) error { return nil }
+func (f *fakeBackend) SetMaintenance(ctx context.Context, on bool, by string) error       { return nil }

@@ -202,6 +202,14 @@ func (s *Store) State() *State {
 	return s.fsm.current().Clone()
 }
 
+// Applied returns a copy of the state Raft has applied here, never the
+// start-up preview: what the lrm acts on.
+func (s *Store) Applied() *State {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return s.fsm.state.Clone()
+}
+
 // View runs fn with the local replica under a read lock; fn must not keep it.
 func (s *Store) View(fn func(*State)) {
 	s.fsm.mu.RLock()

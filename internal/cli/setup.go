@@ -124,7 +124,7 @@ the lost members had may be gone.`,
 
 func memberCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "member", Short: "add, join, remove or reset members", Args: noArgs}
-	c.AddCommand(memberAddCmd(g), memberJoinCmd(g), memberRemoveCmd(g), memberResetCmd(g))
+	c.AddCommand(memberAddCmd(g), memberJoinCmd(g), memberRemoveCmd(g), memberResetCmd(g), drainCmd(g, true), drainCmd(g, false))
 	return c
 }
 

@@ -27,6 +27,12 @@ type Profile struct {
 	CommitTimeout      time.Duration
 	// ApplyTimeout bounds a CDB write.
 	ApplyTimeout time.Duration
+	// Lease is how long a renewal lets a member keep running its services;
+	// Renew is how often members renew; DirectorTick is how often the
+	// director decides when nothing wakes it.
+	Lease        time.Duration
+	Renew        time.Duration
+	DirectorTick time.Duration
 }
 
 // Profiles are the known timing profiles.
@@ -37,28 +43,32 @@ var Profiles = map[string]Profile{
 		PushPullInterval: 10 * time.Second, TCPTimeout: 500 * time.Millisecond,
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
-		ApplyTimeout: 2 * time.Second},
+		ApplyTimeout: 2 * time.Second,
+		Lease:        300 * time.Millisecond, Renew: 60 * time.Millisecond, DirectorTick: 20 * time.Millisecond},
 	"lan": {Name: "lan",
 		ProbeInterval: 400 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond,
 		SuspicionMult: 2, SuspicionMaxMult: 2, GossipInterval: 100 * time.Millisecond,
 		PushPullInterval: 15 * time.Second, TCPTimeout: 2 * time.Second,
 		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 10 * time.Millisecond,
-		ApplyTimeout: 5 * time.Second},
+		ApplyTimeout: 5 * time.Second,
+		Lease:        time.Second, Renew: 200 * time.Millisecond, DirectorTick: 50 * time.Millisecond},
 	"campus": {Name: "campus",
 		ProbeInterval: 1 * time.Second, ProbeTimeout: 500 * time.Millisecond,
 		SuspicionMult: 3, SuspicionMaxMult: 3, GossipInterval: 200 * time.Millisecond,
 		PushPullInterval: 30 * time.Second, TCPTimeout: 5 * time.Second,
 		HeartbeatTimeout: 1 * time.Second, ElectionTimeout: 1 * time.Second,
 		LeaderLeaseTimeout: 500 * time.Millisecond, CommitTimeout: 20 * time.Millisecond,
-		ApplyTimeout: 10 * time.Second},
+		ApplyTimeout: 10 * time.Second,
+		Lease:        3 * time.Second, Renew: 600 * time.Millisecond, DirectorTick: 100 * time.Millisecond},
 	"wan": {Name: "wan",
 		ProbeInterval: 3 * time.Second, ProbeTimeout: 2 * time.Second,
 		SuspicionMult: 4, SuspicionMaxMult: 4, GossipInterval: 500 * time.Millisecond,
 		PushPullInterval: 60 * time.Second, TCPTimeout: 10 * time.Second,
 		HeartbeatTimeout: 3 * time.Second, ElectionTimeout: 3 * time.Second,
 		LeaderLeaseTimeout: 1500 * time.Millisecond, CommitTimeout: 50 * time.Millisecond,
-		ApplyTimeout: 20 * time.Second},
+		ApplyTimeout: 20 * time.Second,
+		Lease:        10 * time.Second, Renew: 2 * time.Second, DirectorTick: 250 * time.Millisecond},
 }
 
 // ProfileNames lists the profiles in order of speed.

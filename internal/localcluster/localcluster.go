@@ -372,3 +372,62 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// Crash powers member i off: SIGKILL to its agent and to every process
+// descended from it (the services it started), found through /proc.
+func (c *Cluster) Crash(i int) {
+	m := c.Members[i]
+	if !m.Running() {
+		return
+	}
+	pids := descendants(m.cmd.Process.Pid)
+	m.cmd.Process.Kill()
+	for _, p := range pids {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	<-m.done
+}
+
+// descendants lists the processes descended from pid.
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var p int
+		if _, err := fmt.Sscan(e.Name(), &p); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if j := strings.LastIndexByte(s, ')'); j >= 0 {
+			f := strings.Fields(s[j+1:])
+			if len(f) > 1 {
+				var pp int
+				fmt.Sscan(f[1], &pp)
+				parent[p] = pp
+			}
+		}
+	}
+	var out []int
+	for p := range parent {
+		for q, n := parent[p], 0; q != 0 && n < 64; q, n = parent[q], n+1 {
+			if q == pid {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Apply applies a service file through member i's CLI.
+func (c *Cluster) Apply(ctx context.Context, i int, yamlText string) (string, error) {
+	f := filepath.Join(c.opts.Dir, fmt.Sprintf("services-%d.yaml", time.Now().UnixNano()))
+	if err := os.WriteFile(f, []byte(yamlText), 0o644); err != nil {
+		return "", err
+	}
+	return c.CLI(ctx, i, "apply", "-f", f)
+}

@@ -60,6 +60,20 @@ type BackupResponse struct {
 	Data []byte `json:"data"`
 }
 
+// RenewRequest asks the director to renew the caller's lease.
+type RenewRequest struct {
+	Member string `json:"member"`
+}
+
+// RenewResponse answers a renewal.
+type RenewResponse struct {
+	Granted bool `json:"granted"`
+	// Index is the director's applied index at the grant: the member acts
+	// on orders only once it has applied as far, so it never acts on an
+	// order the director has already replaced.
+	Index uint64 `json:"index"`
+}
+
 // Empty is an empty message.
 type Empty struct{}
 
@@ -69,6 +83,7 @@ type Node interface {
 	Forward(context.Context, *cdb.Command) (*ForwardResponse, error)
 	LogLevel(context.Context, *LogLevelRequest) (*Empty, error)
 	Backup(context.Context, *Empty) (*BackupResponse, error)
+	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
 }
 
 const serviceName = "vigil.Node"
@@ -101,6 +116,7 @@ var serviceDesc = grpc.ServiceDesc{
 		method("Forward", Node.Forward),
 		method("LogLevel", Node.LogLevel),
 		method("Backup", Node.Backup),
+		method("Renew", Node.Renew),
 	},
 }
 

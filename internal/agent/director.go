@@ -1,0 +1,252 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/vigil-cluster/vigil/internal/cdb"
+	"github.com/vigil-cluster/vigil/internal/config"
+	"github.com/vigil-cluster/vigil/internal/director"
+	"github.com/vigil-cluster/vigil/internal/lease"
+	"github.com/vigil-cluster/vigil/internal/rpc"
+	"github.com/vigil-cluster/vigil/internal/spec"
+)
+
+// leaseDrift is the clock-drift margin of leases.
+const leaseDrift = 1.1
+
+// leaseConfig is the lease policy of a profile.
+func leaseConfig(p config.Profile) lease.Config {
+	return lease.Config{Length: p.Lease, Renew: p.Renew, Drift: leaseDrift, AbortBefore: p.Lease / 5}
+}
+
+// term is the director's side of one term: when it took office and the
+// renewals it granted. mu guards it; the node service's Renew handler and
+// the director loop share it.
+type term struct {
+	mu       sync.Mutex
+	start    time.Time            // zero while this member is not a settled director
+	renewals map[string]time.Time // guarded by mu
+}
+
+func (t *term) begin(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.start.IsZero() {
+		t.start, t.renewals = now, map[string]time.Time{}
+	}
+}
+
+func (t *term) end() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.start, t.renewals = time.Time{}, nil
+}
+
+// grant records a renewal; it fails when this member is not a settled
+// director.
+func (t *term) grant(member string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.start.IsZero() {
+		return false
+	}
+	t.renewals[member] = now
+	return true
+}
+
+func (t *term) snapshot() (time.Time, map[string]time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]time.Time, len(t.renewals))
+	for k, v := range t.renewals {
+		out[k] = v
+	}
+	return t.start, out
+}
+
+func (n *node) Renew(ctx context.Context, r *rpc.RenewRequest) (*rpc.RenewResponse, error) {
+	if r.Member != rpc.PeerMember(ctx) {
+		return nil, cdb.Refuse(cdb.ErrDenied, "member %s may not renew the lease of %s", rpc.PeerMember(ctx), r.Member)
+	}
+	if !n.a.store.IsLeader() || !n.a.term.grant(r.Member, time.Now()) {
+		return nil, cdb.ErrNotLeader
+	}
+	return &rpc.RenewResponse{Granted: true, Index: n.a.store.AppliedIndex()}, nil
+}
+
+// leaseLoop renews this member's lease with the director every Renew
+// interval. The holder measures a grant from when the request was sent.
+func (a *Agent) leaseLoop(ctx context.Context) {
+	t := time.NewTicker(a.prof.Renew)
+	defer t.Stop()
+	for {
+		asked := a.mono()
+		if ok, index := a.renewOnce(ctx); ok {
+			a.holderMu.Lock()
+			a.holder.Granted(asked)
+			if index > a.grantIndex {
+				a.grantIndex = index
+			}
+			a.holderMu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.removed:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) renewOnce(ctx context.Context) (bool, uint64) {
+	if a.store.IsLeader() {
+		return a.term.grant(a.cfg.Name, time.Now()), a.store.AppliedIndex()
+	}
+	addr, _ := a.store.Leader()
+	if addr == "" {
+		return false, 0
+	}
+	cctx, cancel := context.WithTimeout(ctx, a.prof.Renew)
+	defer cancel()
+	var resp rpc.RenewResponse
+	err := a.pool.Call(cctx, addr, "Renew", &rpc.RenewRequest{Member: a.cfg.Name}, &resp)
+	return err == nil && resp.Granted, resp.Index
+}
+
+// caughtUp reports whether this member has applied every order the director
+// had made when it last granted the lease.
+func (a *Agent) caughtUp() bool {
+	a.holderMu.Lock()
+	idx := a.grantIndex
+	a.holderMu.Unlock()
+	return idx > 0 && a.store.AppliedIndex() >= idx
+}
+
+// mono is this agent's monotonic clock reading.
+func (a *Agent) mono() time.Duration { return time.Since(a.started) }
+
+// LeaseValid reports whether this member may run services now, and whether
+// it must abort them.
+func (a *Agent) leaseState() (valid, mustAbort bool) {
+	a.holderMu.Lock()
+	defer a.holderMu.Unlock()
+	now := a.mono()
+	return a.holder.Valid(now), a.holder.MustAbort(now)
+}
+
+// directorLoop decides while this member is the settled director.
+func (a *Agent) directorLoop(ctx context.Context) {
+	t := time.NewTicker(a.prof.DirectorTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.removed:
+			return
+		case <-t.C:
+		case <-a.decideKick:
+		}
+		start, renewals := a.term.snapshot()
+		if start.IsZero() || !a.store.IsLeader() {
+			continue
+		}
+		a.decideOnce(ctx, start, renewals)
+	}
+}
+
+func (a *Agent) kickDirector() {
+	select {
+	case a.decideKick <- struct{}{}:
+	default:
+	}
+}
+
+// directorInput builds the director's input from the cluster database, this
+// member's view of liveness and the renewals of this term.
+func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals map[string]time.Time) (director.Input, uint64) {
+	present, expected, needed := a.quorum()
+	in := director.Input{Now: now, TermStart: termStart, Lease: a.prof.Lease, Drift: leaseDrift,
+		Quorum: expected > 0 && present >= needed, Maintenance: st.Maintenance}
+	peers := a.ml.Peers()
+	silent := time.Duration(float64(a.prof.Lease) * leaseDrift)
+	for _, n := range st.MemberNames() {
+		m := st.Members[n]
+		dm := director.Member{Name: n, ID: m.ID, Domain: m.Domain, Witness: m.Witness, Draining: m.Draining,
+			LastRenewal: renewals[n], State: director.MemberDown}
+		p, seen := peers[n]
+		up := n == a.cfg.Name || (seen && p.Up())
+		// A member the director has not heard renew for a whole lease is
+		// DOWN for placement, whatever gossip says: it has given up its
+		// services by now, and waiting for gossip would only slow failover.
+		last := renewals[n]
+		if last.IsZero() {
+			last = termStart
+		}
+		if up && (n == a.cfg.Name || now.Sub(last) < silent) {
+			dm.State = director.MemberUp
+		}
+		if !up && seen {
+			dm.DownSince = p.Since()
+		}
+		in.Members = append(in.Members, dm)
+	}
+	for _, n := range st.ServiceNames() {
+		sv := st.Services[n]
+		in.Services = append(in.Services, director.Service{Name: n, Spec: directorSpec(sv), Status: sv.Status})
+	}
+	var consumed uint64
+	for _, e := range st.Events {
+		in.Events = append(in.Events, e.Event)
+		consumed = e.Seq
+	}
+	return in, consumed
+}
+
+func directorSpec(sv *cdb.Service) director.Spec {
+	s := sv.Spec
+	ds := director.Spec{Favored: s.Placement.Favored, Balanced: s.Placement.Balanced, Domain: s.Placement.Domain,
+		Failback: s.Failback, MaxRestarts: s.Restart.Max, RestartWindow: s.Restart.Window.D(),
+		FailureTimeout: s.FailureTimeout.D(), Target: sv.Target, RelocateTo: sv.RelocateTo, Clear: sv.Clear}
+	if s.Placement.Restricted {
+		ds.Restricted = s.Placement.Favored
+	}
+	if ds.MaxRestarts == 0 {
+		ds.MaxRestarts = -1 // max: 0 in the spec means never restart in place
+	}
+	if ds.FailureTimeout == 0 {
+		ds.FailureTimeout = spec.DefaultFailureTimeout
+	}
+	return ds
+}
+
+func (a *Agent) decideOnce(ctx context.Context, termStart time.Time, renewals map[string]time.Time) {
+	st := a.store.State()
+	if len(st.Services) == 0 {
+		return
+	}
+	in, consumed := a.directorInput(st, time.Now(), termStart, renewals)
+	out := director.Decide(in)
+	args := &cdb.DecideArgs{Updates: out.Updates, Consumed: consumed}
+	for _, d := range out.Decisions {
+		switch d.Kind {
+		case director.Cleared, director.RelocateDone, director.RelocateRefused:
+			args.Done = append(args.Done, d)
+		}
+		a.log.Info("director: "+d.String(), "service", d.Service)
+	}
+	for _, ig := range out.Ignored {
+		a.log.Debug("director ignored an event", "why", ig)
+	}
+	if len(args.Updates) == 0 && len(args.Done) == 0 && consumed == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, a.prof.ApplyTimeout)
+	defer cancel()
+	if _, _, err := a.store.Apply(cctx, &cdb.Command{Op: cdb.OpDecide, At: time.Now().UTC(), By: "director", Decide: args}); err != nil {
+		a.log.Warn("director: writing decisions", "err", err)
+	}
+}

@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	"github.com/vigil-cluster/vigil/internal/agents"
+	"github.com/vigil-cluster/vigil/internal/cdb"
+	"github.com/vigil-cluster/vigil/internal/director"
+	"github.com/vigil-cluster/vigil/internal/lrm"
+)
+
+func (a *Agent) agentsEnv() agents.Env {
+	return agents.Env{StateDir: filepath.Join(a.dir, "run"), Logger: a.log}
+}
+
+// lrmLoop runs this member's local resource manager: a probe at start-up,
+// then the director's orders on every change, and an abort of everything when
+// the lease is about to end without a renewal.
+func (a *Agent) lrmLoop(ctx context.Context) {
+	a.lrm = lrm.New(ctx, lrm.Options{
+		Member: a.cfg.Name, Env: a.agentsEnv(), Log: a.log, Lease: a.leaseState,
+		Report: func(ctx context.Context, e director.Event) error {
+			_, err := a.write(ctx, &cdb.Command{Op: cdb.OpReport, By: "lrm:" + a.cfg.Name, Report: &e})
+			return err
+		},
+	})
+	close(a.lrmReady)
+	st := a.store.State() // probe everything this member may have run, preview included
+	for n := range lrm.Probe(ctx, st, a.agentsEnv(), a.log) {
+		s := st.Services[n].Status
+		if s.Owner == a.cfg.Name && (s.State == director.StateOnline || s.State == director.StateStarting) {
+			a.log.Info("lrm: adopting a service found running here", "service", n, "epoch", s.Epoch)
+			a.lrm.Adopt(n, st.Services[n].Spec, s.Epoch)
+			continue
+		}
+		a.log.Warn("lrm: stopping a service found running here that this member does not own", "service", n, "owner", s.Owner)
+		if seq, err := lrm.NewSequence(st.Services[n].Spec, a.agentsEnv()); err == nil {
+			seq.Stop(ctx, agents.Call{Service: n}, false)
+		}
+	}
+	// Give the first renewal a lease's time before enforcing aborts.
+	grace := time.Now().Add(a.prof.Lease)
+	t := time.NewTicker(a.prof.Renew / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.removed:
+			return
+		case <-t.C:
+		case <-a.lrmKick:
+		}
+		valid, mustAbort := a.leaseState()
+		if mustAbort && !valid && time.Now().Before(grace) {
+			continue
+		}
+		if mustAbort && len(a.lrm.Running()) > 0 {
+			a.log.Warn("lrm: the lease is ending without a renewal: aborting every service here")
+			a.lrm.Abort()
+			continue
+		}
+		if !a.caughtUp() {
+			continue // never act on orders the director may have replaced
+		}
+		a.lrm.Update(a.store.Applied())
+	}
+}
+
+// stopServices stops what runs here before the agent exits.
+func (a *Agent) stopServices() {
+	select {
+	case <-a.lrmReady:
+	default:
+		return
+	}
+	if len(a.lrm.Running()) == 0 {
+		return
+	}
+	a.log.Info("stopping the services that run here before the agent exits")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a.lrm.Stop(ctx)
+}

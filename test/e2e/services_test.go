@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-cluster/vigil/client"
+)
+
+// recorder is an exec service that appends "member epoch unix-nanos" to log
+// every 10 ms while it runs: the service itself records where it ran.
+func recorder(log string, favored string) string {
+	return fmt.Sprintf(`service: rec
+resources:
+  - name: writer
+    kind: exec
+    command: ["/bin/sh", "-c", "while :; do echo \"$VIGIL_MEMBER $VIGIL_EPOCH $(date +%%s%%N)\" >> %s; sleep 0.01; done"]
+placement:
+  favored: [%s]
+monitor_interval: 500ms
+`, log, favored)
+}
+
+type interval struct {
+	member     string
+	epoch      string
+	start, end int64
+}
+
+// intervals reads the recorder's log into one interval per (member, epoch).
+func intervals(t *testing.T, log string) []interval {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]*interval{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		ts, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			continue
+		}
+		k := f[0] + "/" + f[1]
+		iv, ok := by[k]
+		if !ok {
+			iv = &interval{member: f[0], epoch: f[1], start: ts, end: ts}
+			by[k] = iv
+		}
+		iv.start, iv.end = min(iv.start, ts), max(iv.end, ts)
+	}
+	var out []interval
+	for _, iv := range by {
+		out = append(out, *iv)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].start < out[j].start })
+	return out
+}
+
+// checkNoOverlap fails if two members ran the service at the same instant.
+func checkNoOverlap(t *testing.T, ivs []interval) {
+	t.Helper()
+	for i := range ivs {
+		for j := i + 1; j < len(ivs); j++ {
+			a, b := ivs[i], ivs[j]
+			if a.member != b.member && a.start <= b.end && b.start <= a.end {
+				t.Errorf("split-brain: %s (epoch %s) ran %s..%s while %s (epoch %s) ran %s..%s", a.member, a.epoch,
+					time.Unix(0, a.start).Format("15:04:05.000"), time.Unix(0, a.end).Format("15:04:05.000"),
+					b.member, b.epoch, time.Unix(0, b.start).Format("15:04:05.000"), time.Unix(0, b.end).Format("15:04:05.000"))
+			}
+		}
+	}
+}
+
+func (c *cluster) service(i int, name string) (*client.ServiceInfo, error) {
+	cl := c.Client(i)
+	defer cl.Close()
+	d, err := cl.Service(c.t.Context(), name)
+	if err != nil {
+		return nil, err
+	}
+	return &d.ServiceInfo, nil
+}
+
+func (c *cluster) waitOnline(i int, name string, not string, limit time.Duration) (*client.ServiceInfo, time.Duration) {
+	c.t.Helper()
+	var s *client.ServiceInfo
+	d := c.eventually(limit, fmt.Sprintf("m%d sees %s ONLINE elsewhere than %q", i+1, name, not), func() (bool, string) {
+		var err error
+		s, err = c.service(i, name)
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.State == "ONLINE" && s.Owner != not, fmt.Sprintf("%s on %s: %s", s.State, s.Owner, s.Reason)
+	})
+	return s, d
+}
+
+// TestServiceFailover: an exec service runs on its favored member; the
+// owner crashes (agent and service killed); the service runs elsewhere, and
+// the service's own record shows it never ran on two members at once.
+func TestServiceFailover(t *testing.T) {
+	c := startCluster(t, 3)
+	log := filepath.Join(t.TempDir(), "rec.log")
+	if out, err := c.Apply(t.Context(), 0, recorder(log, "m1, m2, m3")); err != nil {
+		t.Fatalf("apply: %v: %s", err, out)
+	}
+	s, took := c.waitOnline(1, "rec", "", 30*time.Second)
+	t.Logf("rec ONLINE on %s after %s", s.Owner, took)
+	if s.Owner != "m1" {
+		t.Errorf("rec runs on %s, want its favored m1", s.Owner)
+	}
+	out := c.mustCLI(2, "service", "why", "rec")
+	if !strings.Contains(out, "m1") {
+		t.Errorf("why: %s", out)
+	}
+	c.mustCLI(0, "service", "list")
+	time.Sleep(time.Second)
+	owner := c.index(s.Owner)
+	watcher := (owner + 1) % 3
+	c.Crash(owner)
+	s2, took := c.waitOnline(watcher, "rec", s.Owner, 30*time.Second)
+	t.Logf("rec moved from %s to %s %s after the crash", s.Owner, s2.Owner, took)
+	time.Sleep(time.Second)
+	// The old owner returns; the service stays where it runs (no failback).
+	if err := c.StartAgent(owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(t.Context(), 3); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	s3, _ := c.service(watcher, "rec")
+	if s3.Owner != s2.Owner || s3.State != "ONLINE" {
+		t.Errorf("after the old owner returned: %s on %s, want ONLINE on %s (stickiness)", s3.State, s3.Owner, s2.Owner)
+	}
+	// Graceful relocation back to m1.
+	c.mustCLI(watcher, "service", "relocate", "rec", "--to", "m1")
+	c.eventually(30*time.Second, "relocated to m1", func() (bool, string) {
+		s, err := c.service(watcher, "rec")
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.State == "ONLINE" && s.Owner == "m1", s.State + " " + s.Owner + " " + s.Reason
+	})
+	time.Sleep(500 * time.Millisecond)
+	c.mustCLI(1, "service", "offline", "rec")
+	c.eventually(20*time.Second, "offline", func() (bool, string) {
+		s, err := c.service(1, "rec")
+		return err == nil && s.Owner == "", fmt.Sprint(s)
+	})
+	ivs := intervals(t, log)
+	for _, iv := range ivs {
+		t.Logf("%s epoch %s: %s .. %s", iv.member, iv.epoch, time.Unix(0, iv.start).Format("15:04:05.000"), time.Unix(0, iv.end).Format("15:04:05.000"))
+	}
+	if len(ivs) < 3 {
+		t.Errorf("want at least 3 runs (m1, the failover member, m1 again), got %d", len(ivs))
+	}
+	checkNoOverlap(t, ivs)
+	c.mustCLI(1, "service", "delete", "rec")
+	if out := c.mustCLI(1, "service", "list"); strings.Contains(out, "rec") {
+		t.Errorf("deleted service still listed: %s", out)
+	}
+}
