@@ -234,7 +234,7 @@ func maintenanceCmd(g *globals) *cobra.Command {
 // the member it runs on (VIGIL_MEMBER).
 func serveNameCmd(g *globals) *cobra.Command {
 	var listen string
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use: "serve-name --listen HOST:PORT", Short: "answer HTTP requests with this member's name (the demo's service)",
 		Hidden: true, Args: noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
@@ -251,4 +251,6 @@ func serveNameCmd(g *globals) *cobra.Command {
 			}))
 		},
 	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address to answer on")
+	return cmd
 }
