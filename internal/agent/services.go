@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -11,8 +12,15 @@ import (
 	"github.com/vigil-cluster/vigil/internal/lrm"
 )
 
+// agentsEnv is what the resource agents get. HA_RSCTMP is per member under
+// /run (cleared at boot, as OCF agents expect), so that members sharing a
+// host (the demo, the tests) do not see each other's OCF state files.
 func (a *Agent) agentsEnv() agents.Env {
-	return agents.Env{StateDir: filepath.Join(a.dir, "run"), Logger: a.log}
+	rsc := filepath.Join("/run/vigil", a.cfg.ClusterID+"-"+a.cfg.Name, "rsctmp")
+	if err := os.MkdirAll(rsc, 0o700); err != nil {
+		rsc = filepath.Join(a.dir, "run", "rsctmp")
+	}
+	return agents.Env{StateDir: filepath.Join(a.dir, "run"), RscTmp: rsc, Logger: a.log}
 }
 
 // lrmLoop runs this member's local resource manager: a probe at start-up,

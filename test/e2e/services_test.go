@@ -171,3 +171,34 @@ func TestServiceFailover(t *testing.T) {
 		t.Errorf("deleted service still listed: %s", out)
 	}
 }
+
+// TestOCFDummy runs Debian's unmodified ocf:heartbeat:Dummy as a service:
+// its meta-data refuses an unknown parameter at apply time, and the service
+// moves when its member is powered off.
+func TestOCFDummy(t *testing.T) {
+	if _, err := os.Stat("/usr/lib/ocf/resource.d/heartbeat/Dummy"); err != nil {
+		if os.Getenv("VIGIL_REQUIRE_LAB") == "1" {
+			t.Fatalf("ocf:heartbeat:Dummy is missing (install resource-agents): %v", err)
+		}
+		t.Skipf("ocf:heartbeat:Dummy is missing (install Debian's resource-agents): %v", err)
+	}
+	c := startCluster(t, 3)
+	bad := "service: dummy\nresources:\n  - name: d\n    kind: ocf\n    agent: ocf:heartbeat:Dummy\n    params: {colour: blue}\n"
+	if out, err := c.Apply(t.Context(), 0, bad); err == nil || !strings.Contains(out, "colour") {
+		t.Errorf("an unknown OCF parameter was accepted: %v %s", err, out)
+	}
+	good := "service: dummy\nplacement: {favored: [m2, m3, m1]}\nmonitor_interval: 500ms\nresources:\n  - name: d\n    kind: ocf\n    agent: ocf:heartbeat:Dummy\n    params: {fake: hello}\n"
+	if out, err := c.Apply(t.Context(), 0, good); err != nil {
+		t.Fatalf("apply: %v: %s", err, out)
+	}
+	if out, _ := c.Apply(t.Context(), 1, good); !strings.Contains(out, "unchanged") {
+		t.Errorf("a second apply must change nothing: %s", out)
+	}
+	s, _ := c.waitOnline(0, "dummy", "", 30*time.Second)
+	if s.Owner != "m2" {
+		t.Errorf("dummy on %s, want m2", s.Owner)
+	}
+	c.Crash(c.index(s.Owner))
+	s2, took := c.waitOnline(0, "dummy", s.Owner, 30*time.Second)
+	t.Logf("dummy moved to %s %s after the crash", s2.Owner, took)
+}
