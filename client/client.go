@@ -228,3 +228,19 @@ func (c *Client) Drain(ctx context.Context, member string, on bool) error {
 func (c *Client) Maintenance(ctx context.Context, on bool) error {
 	return c.do(ctx, "PUT", "/v1/maintenance", Toggle{On: on}, nil)
 }
+
+// FenceDevices lists the fence devices.
+func (c *Client) FenceDevices(ctx context.Context) ([]FenceDevice, error) {
+	var out []FenceDevice
+	return out, c.do(ctx, "GET", "/v1/fencing", nil, &out)
+}
+
+// SetFenceDevice adds or replaces a fence device.
+func (c *Client) SetFenceDevice(ctx context.Context, d FenceDevice) error {
+	return c.do(ctx, "PUT", "/v1/fencing/"+url.PathEscape(d.Name), d, nil)
+}
+
+// RemoveFenceDevice removes a fence device.
+func (c *Client) RemoveFenceDevice(ctx context.Context, name string) error {
+	return c.do(ctx, "DELETE", "/v1/fencing/"+url.PathEscape(name), nil, nil)
+}

@@ -237,3 +237,8 @@ func (b *backend) ServiceAction(ctx context.Context, name, action, to, by string
 func (b *backend) DeleteService(ctx context.Context, name, by string) error             { return nil }
 func (b *backend) Drain(ctx context.Context, member string, on bool, by string) error   { return nil }
 func (b *backend) SetMaintenance(ctx context.Context, on bool, by string) error         { return nil }
+func (b *backend) FenceDevices(ctx context.Context) []client.FenceDevice                { return nil }
+func (b *backend) SetFenceDevice(ctx context.Context, d client.FenceDevice, by string) error {
+	return nil
+}
+func (b *backend) RemoveFenceDevice(ctx context.Context, name, by string) error { return nil }

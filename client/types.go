@@ -231,3 +231,13 @@ type ServiceRequest struct {
 type Toggle struct {
 	On bool `json:"on"`
 }
+
+// FenceDevice is a fence agent configured for some members.
+type FenceDevice struct {
+	Name    string            `json:"name"`
+	Agent   string            `json:"agent"`
+	Members []string          `json:"members"`
+	Options map[string]string `json:"options,omitempty"`
+	Level   int               `json:"level"`
+	Timeout time.Duration     `json:"timeout"`
+}

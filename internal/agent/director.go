@@ -28,6 +28,7 @@ type term struct {
 	mu       sync.Mutex
 	start    time.Time            // zero while this member is not a settled director
 	renewals map[string]time.Time // guarded by mu
+	fencing  map[string]bool      // members being fenced; guarded by mu
 }
 
 func (t *term) begin(now time.Time) {
@@ -170,7 +171,14 @@ func (a *Agent) kickDirector() {
 func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals map[string]time.Time) (director.Input, uint64) {
 	present, expected, needed := a.quorum()
 	in := director.Input{Now: now, TermStart: termStart, Lease: a.prof.Lease, Drift: leaseDrift,
-		Quorum: expected > 0 && present >= needed, Maintenance: st.Maintenance}
+		Quorum: expected > 0 && present >= needed, Maintenance: st.Maintenance,
+		Fencing: len(st.Fencing) > 0, NoQuorumPolicy: director.NoQuorumStop}
+	if st.Settings["no-quorum-policy"] == "freeze" && in.Fencing {
+		// Members cut off keep their services running (they do not abort
+		// when their lease ends), so only a fence may free them: a lease
+		// of zero tells the director so.
+		in.NoQuorumPolicy, in.Lease = director.NoQuorumFreeze, 0
+	}
 	peers := a.ml.Peers()
 	silent := time.Duration(float64(a.prof.Lease) * leaseDrift)
 	for _, n := range st.MemberNames() {
@@ -192,6 +200,10 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 		if !up && seen {
 			dm.DownSince = p.Since()
 		}
+		if _, fenced := st.FencedMembers[n]; fenced && dm.State != director.MemberUp {
+			dm.Fenced = true
+		}
+		dm.FencePending = a.fencePending(n)
 		in.Members = append(in.Members, dm)
 	}
 	for _, n := range st.ServiceNames() {
@@ -225,6 +237,7 @@ func directorSpec(sv *cdb.Service) director.Spec {
 
 func (a *Agent) decideOnce(ctx context.Context, termStart time.Time, renewals map[string]time.Time) {
 	st := a.store.State()
+	a.clearFenced(ctx, st, renewals)
 	if len(st.Services) == 0 {
 		return
 	}
@@ -235,6 +248,8 @@ func (a *Agent) decideOnce(ctx context.Context, termStart time.Time, renewals ma
 		switch d.Kind {
 		case director.Cleared, director.RelocateDone, director.RelocateRefused:
 			args.Done = append(args.Done, d)
+		case director.Fence:
+			a.startFence(ctx, d.Member)
 		}
 		a.log.Info("director: "+d.String(), "service", d.Service)
 	}
@@ -248,5 +263,18 @@ func (a *Agent) decideOnce(ctx context.Context, termStart time.Time, renewals ma
 	defer cancel()
 	if _, _, err := a.store.Apply(cctx, &cdb.Command{Op: cdb.OpDecide, At: time.Now().UTC(), By: "director", Decide: args}); err != nil {
 		a.log.Warn("director: writing decisions", "err", err)
+	}
+}
+
+// clearFenced forgets the fence of a member that renewed its lease after it
+// was fenced (it came back), so a later failure of it needs a new fence.
+func (a *Agent) clearFenced(ctx context.Context, st *cdb.State, renewals map[string]time.Time) {
+	for n, rec := range st.FencedMembers {
+		if renewals[n].After(rec.At) {
+			cctx, cancel := context.WithTimeout(ctx, a.prof.ApplyTimeout)
+			a.store.Apply(cctx, &cdb.Command{Op: cdb.OpFenced, At: time.Now().UTC(), By: "director", Member: n})
+			cancel()
+			a.log.Info("fencing: member is UP again; its fence record is cleared", "member", n)
+		}
 	}
 }

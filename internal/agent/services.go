@@ -65,6 +65,11 @@ func (a *Agent) lrmLoop(ctx context.Context) {
 		if mustAbort && !valid && time.Now().Before(grace) {
 			continue
 		}
+		if mustAbort && a.freezePolicy() {
+			// no-quorum-policy=freeze: keep what runs, start nothing; the
+			// others fence this member before they take its services.
+			continue
+		}
 		if mustAbort && len(a.lrm.Running()) > 0 {
 			a.log.Warn("lrm: the lease is ending without a renewal: aborting every service here")
 			a.lrm.Abort()
@@ -91,4 +96,10 @@ func (a *Agent) stopServices() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a.lrm.Stop(ctx)
+}
+
+func (a *Agent) freezePolicy() bool {
+	freeze := false
+	a.store.View(func(s *cdb.State) { freeze = s.Settings["no-quorum-policy"] == "freeze" && len(s.Fencing) > 0 })
+	return freeze
 }

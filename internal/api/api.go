@@ -49,6 +49,9 @@ type Backend interface {
 	DeleteService(ctx context.Context, name, by string) error
 	Drain(ctx context.Context, member string, on bool, by string) error
 	SetMaintenance(ctx context.Context, on bool, by string) error
+	FenceDevices(ctx context.Context) []client.FenceDevice
+	SetFenceDevice(ctx context.Context, d client.FenceDevice, by string) error
+	RemoveFenceDevice(ctx context.Context, name, by string) error
 	// AllowedCert says whether a member certificate (common name, serial
 	// in hex) still speaks for a member.
 	AllowedCert(cn, serial string) bool
@@ -114,6 +117,21 @@ func New(b Backend, log *slog.Logger) *Server {
 			return
 		}
 		reply(w, map[string]bool{"maintenance": req.On}, s.b.SetMaintenance(r.Context(), req.On, Who(r.Context())))
+	})
+	s.mux.HandleFunc("GET /v1/fencing", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.FenceDevices(r.Context())) })
+	s.mux.HandleFunc("PUT /v1/fencing/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var d client.FenceDevice
+		if !decode(w, r, &d) {
+			return
+		}
+		if d.Name != r.PathValue("name") {
+			writeError(w, cdb.Refuse(cdb.ErrInvalid, "the body names device %q, the path %q", d.Name, r.PathValue("name")))
+			return
+		}
+		reply(w, map[string]string{"fence_device": d.Name}, s.b.SetFenceDevice(r.Context(), d, Who(r.Context())))
+	})
+	s.mux.HandleFunc("DELETE /v1/fencing/{name}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]string{"removed": r.PathValue("name")}, s.b.RemoveFenceDevice(r.Context(), r.PathValue("name"), Who(r.Context())))
 	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, cdb.Refuse(cdb.ErrNotFound, "no API route %s %s: see docs/API.md for the routes", r.Method, r.URL.Path))

@@ -488,3 +488,8 @@ func (f *fakeBackend) ServiceAction(ctx context.Context, name, action, to, by st
 func (f *fakeBackend) DeleteService(ctx context.Context, name, by string) error           { return nil }
 func (f *fakeBackend) Drain(ctx context.Context, member string, on bool, by string) error { return nil }
 func (f *fakeBackend) SetMaintenance(ctx context.Context, on bool, by string) error       { return nil }
+func (f *fakeBackend) FenceDevices(ctx context.Context) []client.FenceDevice              { return nil }
+func (f *fakeBackend) SetFenceDevice(ctx context.Context, d client.FenceDevice, by string) error {
+	return nil
+}
+func (f *fakeBackend) RemoveFenceDevice(ctx context.Context, name, by string) error { return nil }

@@ -34,6 +34,9 @@ const (
 	OpMaintenance    Op = "maintenance"
 	OpReport         Op = "report"
 	OpDecide         Op = "decide"
+	OpFenceSet       Op = "fence-set"
+	OpFenceRemove    Op = "fence-remove"
+	OpFenced         Op = "fenced"
 )
 
 // Command is one entry of the Raft log. At is the proposer's clock, so that
@@ -57,6 +60,7 @@ type Command struct {
 	Flag     bool            `json:"flag,omitempty"`
 	Report   *director.Event `json:"report,omitempty"`
 	Decide   *DecideArgs     `json:"decide,omitempty"`
+	Fence    *FenceDevice    `json:"fence,omitempty"`
 }
 
 // InitArgs create the cluster's first state.
@@ -200,6 +204,9 @@ func (s *State) apply(c *Command) (any, error) {
 		return nil, nil
 
 	case OpSettingsSet:
+		if c.Settings["no-quorum-policy"] == "freeze" && len(s.Fencing) == 0 {
+			return nil, refuse(ErrRefused, "no-quorum-policy=freeze needs fencing: without it a member cut off from the others could keep running services the others start too; add a fence device first with `vigil fence add`")
+		}
 		// In key order, so every member refuses with the same message.
 		for _, k := range slices.Sorted(maps.Keys(c.Settings)) {
 			v := c.Settings[k]

@@ -189,5 +189,5 @@ func (s *State) applyService(c *Command) (any, error) {
 		s.Events = keep
 		return nil, nil
 	}
-	return nil, refuse(ErrRefused, "unknown command %q: this member's vigil is older than the one that wrote it; upgrade it", c.Op)
+	return s.applyFencing(c)
 }

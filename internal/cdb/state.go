@@ -30,6 +30,11 @@ type State struct {
 	// Events are the lrm reports the director has not consumed yet.
 	Events   []PendingEvent `json:"events,omitempty"`
 	EventSeq uint64         `json:"event_seq,omitempty"`
+
+	Fencing map[string]*FenceDevice `json:"fencing,omitempty"`
+	// FencedMembers are members a fence confirmed off since they were last
+	// UP; the director clears an entry when the member is UP again.
+	FencedMembers map[string]Fenced `json:"fenced_members,omitempty"`
 }
 
 // Cluster holds the cluster-wide identity and attributes.
@@ -199,6 +204,12 @@ var knownSettings = map[string]func(string) error{
 	"description": func(v string) error {
 		if len(v) > 256 {
 			return fmt.Errorf("is %d bytes, at most 256", len(v))
+		}
+		return nil
+	},
+	"no-quorum-policy": func(v string) error {
+		if v != "stop" && v != "freeze" {
+			return fmt.Errorf("must be stop or freeze")
 		}
 		return nil
 	},

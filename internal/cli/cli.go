@@ -117,7 +117,7 @@ func newRoot(ctx context.Context, g *globals) *cobra.Command {
 	root.AddCommand(
 		clusterCmd(g), memberCmd(g), membersCmd(g), statusCmd(g), agentCmd(g), settingsCmd(g),
 		cdbCmd(g), logLevelCmd(g), demoCmd(g), versionCmd(g),
-		applyCmd(g, false), applyCmd(g, true), serviceCmd(g), maintenanceCmd(g), serveNameCmd(g),
+		applyCmd(g, false), applyCmd(g, true), serviceCmd(g), maintenanceCmd(g), serveNameCmd(g), fenceCmd(g),
 	)
 	return root
 }

@@ -431,3 +431,10 @@ func (c *Cluster) Apply(ctx context.Context, i int, yamlText string) (string, er
 	}
 	return c.CLI(ctx, i, "apply", "-f", f)
 }
+
+// Pause stops member i's agent with SIGSTOP (a hung agent); its services keep
+// running. Resume continues it.
+func (c *Cluster) Pause(i int) { c.Members[i].cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused agent.
+func (c *Cluster) Resume(i int) { c.Members[i].cmd.Process.Signal(syscall.SIGCONT) }

@@ -176,3 +176,66 @@ func overlap(ivs []interval) string {
 	}
 	return ""
 }
+
+// BenchmarkRelocate moves an exec service back and forth with `vigil service
+// relocate` and measures the time from the request to the service's first
+// record on the new member. The exec agent's own part is the stop (SIGTERM
+// until the process exits, a few ms for the recorder) and the start (the
+// process writes at once); the rest is vigil's overhead: the request, the
+// director's two orders and the lrm's reports through the CDB.
+func BenchmarkRelocate(b *testing.B) {
+	ctx := context.Background()
+	lc, err := localcluster.Start(ctx, localcluster.Options{Bin: bin, Members: 3, Dir: b.TempDir(), Profile: "lan"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lc.Close()
+	log := filepath.Join(b.TempDir(), "rec.log")
+	if out, err := lc.Apply(ctx, 0, recorder(log, "m1, m2, m3")); err != nil {
+		b.Fatalf("apply: %v: %s", err, out)
+	}
+	cl := lc.Client(0)
+	defer cl.Close()
+	for t0 := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if d, err := cl.Service(ctx, "rec"); err == nil && d.State == "ONLINE" {
+			break
+		}
+		if time.Since(t0) > 30*time.Second {
+			b.Fatal("not ONLINE")
+		}
+	}
+	var took []time.Duration
+	owner := "m1"
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		to := "m2"
+		if owner == "m2" {
+			to = "m1"
+		}
+		t0 := time.Now()
+		if err := cl.ServiceAction(ctx, "rec", "relocate", to); err != nil {
+			b.Fatal(err)
+		}
+		for time.Since(t0) < 30*time.Second && firstLineAfter(log, to, t0).IsZero() {
+			time.Sleep(2 * time.Millisecond)
+		}
+		first := firstLineAfter(log, to, t0)
+		if first.IsZero() {
+			b.Fatalf("round %d: not relocated", n)
+		}
+		took = append(took, first.Sub(t0))
+		for time.Since(t0) < 30*time.Second {
+			if d, err := cl.Service(ctx, "rec"); err == nil && d.State == "ONLINE" && d.Owner == to {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		owner = to
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.ReportMetric(ms(percentile(took, 0.5)), "relocate-p50-ms")
+	b.ReportMetric(ms(percentile(took, 1)), "relocate-max-ms")
+	if msg := overlap(intervalsB(log)); msg != "" {
+		b.Fatal(msg)
+	}
+}

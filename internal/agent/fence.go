@@ -1,0 +1,156 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vigil-cluster/vigil/client"
+	"github.com/vigil-cluster/vigil/internal/cdb"
+)
+
+// fenceRetry is how long the director waits before trying again to fence a
+// member every device failed to fence.
+const fenceRetry = 5 * time.Second
+
+// startFence fences member in the background, trying its devices level by
+// level, unless a fence of it is already running. Only the director calls it.
+func (a *Agent) startFence(ctx context.Context, member string) {
+	a.term.mu.Lock()
+	if a.term.fencing == nil {
+		a.term.fencing = map[string]bool{}
+	}
+	if a.term.fencing[member] {
+		a.term.mu.Unlock()
+		return
+	}
+	a.term.fencing[member] = true
+	a.term.mu.Unlock()
+	go func() {
+		ok := a.fence(ctx, member)
+		if !ok {
+			time.Sleep(fenceRetry)
+		}
+		a.term.mu.Lock()
+		delete(a.term.fencing, member)
+		a.term.mu.Unlock()
+		a.kickDirector()
+	}()
+}
+
+func (a *Agent) fencePending(member string) bool {
+	a.term.mu.Lock()
+	defer a.term.mu.Unlock()
+	return a.term.fencing[member]
+}
+
+// fence runs the member's fence devices in level order until one confirms the
+// member is off, and records it.
+func (a *Agent) fence(ctx context.Context, member string) bool {
+	var devs []cdb.FenceDevice
+	a.store.View(func(s *cdb.State) { devs = s.FenceDevicesFor(member) })
+	if len(devs) == 0 {
+		a.log.Error("fencing: no fence device can fence this member; its services wait for its lease", "fenced", member)
+		return false
+	}
+	for _, d := range devs {
+		t0 := time.Now()
+		out, err := runFenceAgent(ctx, d, "off", member)
+		if err != nil {
+			a.log.Error("fencing: device failed", "fenced", member, "device", d.Name, "level", d.Level, "err", err, "output", out, "duration", time.Since(t0).Round(time.Millisecond))
+			continue
+		}
+		a.log.Warn("fencing: member fenced (off)", "fenced", member, "device", d.Name, "level", d.Level, "duration", time.Since(t0).Round(time.Millisecond))
+		cctx, cancel := context.WithTimeout(ctx, a.prof.ApplyTimeout)
+		_, _, err = a.store.Apply(cctx, &cdb.Command{Op: cdb.OpFenced, At: time.Now().UTC(), By: "director", Member: member, Flag: true,
+			Settings: map[string]string{"device": d.Name}})
+		cancel()
+		if err != nil {
+			a.log.Error("fencing: recording the fence", "fenced", member, "err", err)
+			return false
+		}
+		return true
+	}
+	a.log.Error("fencing: every device failed; the member's services wait until it is fenced or its lease has run out", "fenced", member)
+	return false
+}
+
+// runFenceAgent runs a fence agent with Pacemaker's stdin interface.
+func runFenceAgent(ctx context.Context, d cdb.FenceDevice, action, node string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	var in bytes.Buffer
+	fmt.Fprintf(&in, "action=%s\nnodename=%s\n", action, node)
+	keys := make([]string, 0, len(d.Options))
+	for k := range d.Options {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&in, "%s=%s\n", k, d.Options[k])
+	}
+	cmd := exec.CommandContext(ctx, d.Agent)
+	cmd.Stdin = &in
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	err := cmd.Run()
+	tail := strings.TrimSpace(out.String())
+	if len(tail) > 512 {
+		tail = tail[len(tail)-512:]
+	}
+	if ctx.Err() == context.DeadlineExceeded {
+		return tail, fmt.Errorf("timed out after %s and was killed", d.Timeout)
+	}
+	return tail, err
+}
+
+// FenceDevices implements api.Backend.
+func (a *Agent) FenceDevices(ctx context.Context) []client.FenceDevice {
+	out := []client.FenceDevice{}
+	a.store.View(func(s *cdb.State) {
+		names := make([]string, 0, len(s.Fencing))
+		for n := range s.Fencing {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			d := s.Fencing[n]
+			out = append(out, client.FenceDevice{Name: d.Name, Agent: d.Agent, Members: d.Members, Options: d.Options, Level: d.Level, Timeout: d.Timeout})
+		}
+	})
+	return out
+}
+
+// SetFenceDevice implements api.Backend. The agent must exist on this
+// member; the others are checked when they fence.
+func (a *Agent) SetFenceDevice(ctx context.Context, d client.FenceDevice, by string) error {
+	if d.Level == 0 {
+		d.Level = 1
+	}
+	if d.Timeout == 0 {
+		d.Timeout = 20 * time.Second
+	}
+	dev := cdb.FenceDevice{Name: d.Name, Agent: d.Agent, Members: d.Members, Options: d.Options, Level: d.Level, Timeout: d.Timeout}
+	if err := dev.Validate(); err != nil {
+		return cdb.Refuse(cdb.ErrInvalid, "%v", err)
+	}
+	if st, err := os.Stat(d.Agent); err != nil || st.Mode()&0o111 == 0 {
+		return cdb.Refuse(cdb.ErrInvalid, "fence agent %s is not an executable file on %s: install it on every member that may be director", d.Agent, a.cfg.Name)
+	}
+	_, err := a.write(ctx, &cdb.Command{Op: cdb.OpFenceSet, By: by, Fence: &dev})
+	return err
+}
+
+// RemoveFenceDevice implements api.Backend.
+func (a *Agent) RemoveFenceDevice(ctx context.Context, name, by string) error {
+	_, err := a.write(ctx, &cdb.Command{Op: cdb.OpFenceRemove, By: by, Member: name})
+	return err
+}
