@@ -23,9 +23,12 @@ lint: ## gofmt, go vet, staticcheck (when installed)
 	$(GO) vet $(PKGS)
 	@command -v staticcheck >/dev/null && staticcheck $(PKGS) || echo "staticcheck not installed; skipped"
 
-bench: ## CDB write latency/throughput and failover detection/election times on local 3-member clusters
+bench: ## CDB writes, detection/election, service failover and relocation on local 3-member clusters; director speed
 	$(GO) test -run '^$$' -bench BenchmarkCDBWrite -benchtime 2000x -timeout 20m ./test/e2e
 	$(GO) test -run '^$$' -bench BenchmarkFailover -benchtime 10x -timeout 20m ./test/e2e
+	$(GO) test -run '^$$' -bench BenchmarkServiceFailover -benchtime 10x -timeout 20m ./test/e2e
+	$(GO) test -run '^$$' -bench BenchmarkRelocate -benchtime 20x -timeout 20m ./test/e2e
+	$(GO) test -run '^$$' -bench BenchmarkDecide -timeout 20m ./internal/director
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 	./scripts/fuzz.sh $${FUZZTIME:-60s}
