@@ -48,8 +48,9 @@ type Agent struct {
 	level      *slog.LevelVar
 	started    time.Time
 
-	mux   *rpc.Mux
-	grpc  *grpc.Server
+	mux   *rpc.Mux   // the first link's cluster port: Raft and gRPC
+	muxes []*rpc.Mux // every link's cluster port (gRPC only beyond the first)
+	grpcs []*grpc.Server
 	pool  *rpc.Pool
 	store *cdb.Store
 	ml    *membership.Membership
@@ -130,10 +131,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 	}()
 	a.log.Info("agent starting", "cluster", a.cfg.Cluster, "id", a.cfg.ID, "links", a.cfg.Links, "api", a.cfg.API, "profile", a.cfg.Profile, "version", Version)
-	a.mux, err = rpc.Listen(a.rpcAddr(), a.id, a.log)
-	if err != nil {
-		return fmt.Errorf("cluster port %s: %w", a.rpcAddr(), err)
+	for i, l := range a.cfg.Links {
+		m, err := rpc.Listen(config.RPCAddress(l), a.id, a.log)
+		if err != nil {
+			return fmt.Errorf("cluster port of link %d, %s: %w", i, config.RPCAddress(l), err)
+		}
+		a.muxes = append(a.muxes, m)
 	}
+	a.mux = a.muxes[0]
 	a.pool = rpc.NewPool(a.id)
 	a.store, err = cdb.Open(cdb.Options{
 		Dir: a.dir, LocalID: a.cfg.Name, Stream: a.mux.RaftLayer(),
@@ -150,7 +155,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 		a.log.Info("formed a new cluster", "cluster", a.cfg.Cluster)
 	}
-	a.mux.Allow = a.AllowedCert
+	for _, m := range a.muxes {
+		m.Allow = a.AllowedCert
+	}
 	a.ml, err = membership.Start(membership.Options{
 		Name: a.cfg.Name, Links: a.cfg.Links, Key: a.key, Profile: a.prof, Logger: a.log,
 		Meta:     membership.Meta{ID: a.cfg.ID, ClusterID: a.cfg.ClusterID, AgentState: client.AgentInitializing, API: a.cfg.API},
@@ -160,7 +167,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("membership: %w", err)
 	}
-	a.grpc = rpc.Serve(a.mux, &node{a: a}, a.log)
+	for _, m := range a.muxes {
+		a.grpcs = append(a.grpcs, rpc.Serve(m, &node{a: a}, a.log))
+	}
 	if err := a.serveAPI(); err != nil {
 		return err
 	}
@@ -221,14 +230,14 @@ func (a *Agent) stop() {
 		a.unix.Shutdown(ctx)
 		os.Remove(filepath.Join(a.dir, SocketFile))
 	}
-	if a.grpc != nil {
+	for _, g := range a.grpcs {
 		// Let calls in flight (forwarded writes) finish, briefly.
 		done := make(chan struct{})
-		go func() { a.grpc.GracefulStop(); close(done) }()
+		go func() { g.GracefulStop(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(2 * time.Second):
-			a.grpc.Stop()
+			g.Stop()
 		}
 	}
 	if a.store != nil {
@@ -241,8 +250,8 @@ func (a *Agent) stop() {
 		}
 		a.store.Close()
 	}
-	if a.mux != nil {
-		a.mux.Close()
+	for _, m := range a.muxes {
+		m.Close()
 	}
 	if a.pool != nil {
 		a.pool.Close()

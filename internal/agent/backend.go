@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/cdb"
 	"github.com/vigil-cluster/vigil/internal/config"
+	"github.com/vigil-cluster/vigil/internal/director"
 	"github.com/vigil-cluster/vigil/internal/pki"
 	"github.com/vigil-cluster/vigil/internal/rpc"
 )
@@ -82,6 +83,18 @@ func (a *Agent) Status(ctx context.Context) *client.Status {
 			row.State, row.AgentState, row.Since = client.MemberDown, client.AgentDown, p.Since()
 		default:
 			row.State, row.Since = client.MemberUp, p.Since()
+			var onLinks []bool
+			for _, l := range p.Links {
+				onLinks = append(onLinks, l.Up)
+			}
+			// Seen from here; the director also knows what the member
+			// reports of its own links (DISCONNECTED).
+			switch memberCondition(false, true, onLinks, a.term.reportedLinks(n)) {
+			case director.MemberNetpar:
+				row.State = client.MemberNetpar
+			case director.MemberDisconnected:
+				row.State = client.MemberDisconnected
+			}
 			row.AgentState = p.Meta.AgentState
 			if p.Meta.ID != m.ID || p.Meta.ClusterID != st.Cluster.ID || row.AgentState == "" {
 				row.AgentState = client.AgentInvalid

@@ -29,6 +29,7 @@ type term struct {
 	start    time.Time            // zero while this member is not a settled director
 	renewals map[string]time.Time // guarded by mu
 	fencing  map[string]bool      // members being fenced; guarded by mu
+	links    map[string][]bool    // each member's own view of its links at its last renewal; guarded by mu
 }
 
 func (t *term) begin(now time.Time) {
@@ -47,13 +48,17 @@ func (t *term) end() {
 
 // grant records a renewal; it fails when this member is not a settled
 // director.
-func (t *term) grant(member string, now time.Time) bool {
+func (t *term) grant(member string, now time.Time, links []bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.start.IsZero() {
 		return false
 	}
 	t.renewals[member] = now
+	if t.links == nil {
+		t.links = map[string][]bool{}
+	}
+	t.links[member] = links
 	return true
 }
 
@@ -67,11 +72,54 @@ func (t *term) snapshot() (time.Time, map[string]time.Time) {
 	return t.start, out
 }
 
+func (t *term) reportedLinks(member string) []bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.links[member]
+}
+
+// memberCondition is a member's state for placement. fresh: the director
+// heard it renew within lease × drift (it renews over any link); seenOnLinks:
+// the director's own view of it per link (link 0 is the interconnect);
+// reported: the member's own view of its links at its last renewal.
+//   - not fresh: DOWN (its lease has run out or will; gossip only adds
+//     detail);
+//   - fresh but not seen on the interconnect while seen on another link:
+//     NETPAR (its services keep running; nothing starts or stops there);
+//   - fresh, but it reports no other member on any of its public links
+//     (1 and up): DISCONNECTED (its services are stopped and moved);
+//   - else UP.
+func memberCondition(self, fresh bool, seenOnLinks, reported []bool) director.MemberState {
+	if self {
+		return director.MemberUp
+	}
+	if !fresh {
+		return director.MemberDown
+	}
+	if len(seenOnLinks) > 1 && !seenOnLinks[0] {
+		for _, up := range seenOnLinks[1:] {
+			if up {
+				return director.MemberNetpar
+			}
+		}
+	}
+	if len(reported) > 1 {
+		any := false
+		for _, up := range reported[1:] {
+			any = any || up
+		}
+		if !any {
+			return director.MemberDisconnected
+		}
+	}
+	return director.MemberUp
+}
+
 func (n *node) Renew(ctx context.Context, r *rpc.RenewRequest) (*rpc.RenewResponse, error) {
 	if r.Member != rpc.PeerMember(ctx) {
 		return nil, cdb.Refuse(cdb.ErrDenied, "member %s may not renew the lease of %s", rpc.PeerMember(ctx), r.Member)
 	}
-	if !n.a.store.IsLeader() || !n.a.term.grant(r.Member, time.Now()) {
+	if !n.a.store.IsLeader() || !n.a.term.grant(r.Member, time.Now(), r.Links) {
 		return nil, cdb.ErrNotLeader
 	}
 	return &rpc.RenewResponse{Granted: true, Index: n.a.store.AppliedIndex()}, nil
@@ -104,17 +152,33 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 
 func (a *Agent) renewOnce(ctx context.Context) (bool, uint64) {
 	if a.store.IsLeader() {
-		return a.term.grant(a.cfg.Name, time.Now()), a.store.AppliedIndex()
+		return a.term.grant(a.cfg.Name, time.Now(), a.ml.LinksAlive()), a.store.AppliedIndex()
 	}
-	addr, _ := a.store.Leader()
+	addr, leader := a.store.Leader()
 	if addr == "" {
 		return false, 0
 	}
-	cctx, cancel := context.WithTimeout(ctx, a.prof.Renew)
-	defer cancel()
-	var resp rpc.RenewResponse
-	err := a.pool.Call(cctx, addr, "Renew", &rpc.RenewRequest{Member: a.cfg.Name}, &resp)
-	return err == nil && resp.Granted, resp.Index
+	// The director's cluster port on every link, the interconnect first:
+	// a member the interconnect lost renews over a public link (NETPAR).
+	addrs := []string{addr}
+	a.store.View(func(s *cdb.State) {
+		if m, ok := s.Members[leader]; ok {
+			for _, l := range m.Links[1:] {
+				addrs = append(addrs, config.RPCAddress(l))
+			}
+		}
+	})
+	req := &rpc.RenewRequest{Member: a.cfg.Name, Links: a.ml.LinksAlive()}
+	for _, ad := range addrs {
+		cctx, cancel := context.WithTimeout(ctx, a.prof.Renew)
+		var resp rpc.RenewResponse
+		err := a.pool.Call(cctx, ad, "Renew", req, &resp)
+		cancel()
+		if err == nil && resp.Granted {
+			return true, resp.Index
+		}
+	}
+	return false, 0
 }
 
 // caughtUp reports whether this member has applied every order the director
@@ -194,9 +258,13 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 		if last.IsZero() {
 			last = termStart
 		}
-		if up && (n == a.cfg.Name || now.Sub(last) < silent) {
-			dm.State = director.MemberUp
+		var onLinks []bool
+		if seen {
+			for _, l := range p.Links {
+				onLinks = append(onLinks, l.Up)
+			}
 		}
+		dm.State = memberCondition(n == a.cfg.Name, up && now.Sub(last) < silent, onLinks, a.term.reportedLinks(n))
 		if !up && seen {
 			dm.DownSince = p.Since()
 		}

@@ -158,6 +158,25 @@ func (m *Membership) Alone(i int) bool {
 	return i < len(m.lists) && m.lists[i].NumMembers() <= 1
 }
 
+// LinksAlive reports, per link, whether this member sees any other member
+// alive on it.
+func (m *Membership) LinksAlive() []bool {
+	out := make([]bool, len(m.opts.Links))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for n, p := range m.peers {
+		if n == m.opts.Name {
+			continue
+		}
+		for i, l := range p.Links {
+			if i < len(out) && l.Up {
+				out[i] = true
+			}
+		}
+	}
+	return out
+}
+
 // SetMeta changes what this agent gossips about itself.
 func (m *Membership) SetMeta(meta Meta) {
 	if err := m.setMeta(meta); err != nil {

@@ -63,6 +63,9 @@ type BackupResponse struct {
 // RenewRequest asks the director to renew the caller's lease.
 type RenewRequest struct {
 	Member string `json:"member"`
+	// Links says, per link, whether the member sees any other member on
+	// it (for DISCONNECTED).
+	Links []bool `json:"links,omitempty"`
 }
 
 // RenewResponse answers a renewal.
