@@ -31,6 +31,7 @@ import (
 	"github.com/vigil-cluster/vigil/internal/membership"
 	"github.com/vigil-cluster/vigil/internal/pki"
 	"github.com/vigil-cluster/vigil/internal/rpc"
+	"github.com/vigil-cluster/vigil/internal/watchdog"
 )
 
 // ErrRemoved means this member was removed from the cluster.
@@ -70,6 +71,8 @@ type Agent struct {
 	holder   *lease.Holder // guarded by holderMu
 	// grantIndex is the director's applied index at the last grant.
 	grantIndex uint64 // guarded by holderMu
+	// watchdog is the optional watchdog device, petted by lrmLoop.
+	watchdog *watchdog.Device
 
 	mu         sync.Mutex
 	agentState string // guarded by mu
@@ -130,6 +133,16 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			a.shutdown()
 		}
 	}()
+	if a.cfg.Watchdog != "" {
+		timeout, _ := a.cfg.WatchdogTimeoutD()
+		if err := watchdog.Fits(timeout, a.prof.Renew/2, a.prof.Lease, leaseDrift); err != nil {
+			return fmt.Errorf("watchdog %s: %w", a.cfg.Watchdog, err)
+		}
+		if a.watchdog, err = watchdog.Open(a.cfg.Watchdog, timeout); err != nil {
+			return err
+		}
+		a.log.Info("watchdog armed: this member is reset if its agent hangs", "device", a.cfg.Watchdog, "timeout", timeout)
+	}
 	a.log.Info("agent starting", "cluster", a.cfg.Cluster, "id", a.cfg.ID, "links", a.cfg.Links, "api", a.cfg.API, "profile", a.cfg.Profile, "version", Version)
 	for i, l := range a.cfg.Links {
 		m, err := rpc.Listen(config.RPCAddress(l), a.id, a.log)
@@ -255,6 +268,9 @@ func (a *Agent) stop() {
 	}
 	if a.pool != nil {
 		a.pool.Close()
+	}
+	if a.watchdog != nil {
+		a.watchdog.Close()
 	}
 	a.log.Info("agent stopped")
 }

@@ -62,6 +62,11 @@ func (a *Agent) lrmLoop(ctx context.Context) {
 		case <-a.lrmKick:
 		}
 		valid, mustAbort := a.leaseState()
+		// Pet the watchdog while this member may run services, or runs
+		// none: a hung agent stops petting and the member is reset.
+		if a.watchdog != nil && (valid || len(a.lrm.Running()) == 0) {
+			a.watchdog.Pet()
+		}
 		if mustAbort && !valid && time.Now().Before(grace) {
 			continue
 		}

@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -57,6 +58,11 @@ type Member struct {
 	Peers []string `yaml:"peers,omitempty"`
 	// LogLevel is the starting log level: debug, info, warn or error.
 	LogLevel string `yaml:"log_level,omitempty"`
+	// Watchdog is an optional watchdog device (/dev/watchdog) the agent
+	// pets while this member may run services; WatchdogTimeout its timeout
+	// (whole seconds, such as 2s).
+	Watchdog        string `yaml:"watchdog,omitempty"`
+	WatchdogTimeout string `yaml:"watchdog_timeout,omitempty"`
 }
 
 // Default returns a Member with every optional field at its default.
@@ -160,7 +166,27 @@ func (m *Member) Validate() error {
 			return err
 		}
 	}
+	if m.Watchdog != "" {
+		if !filepath.IsAbs(m.Watchdog) {
+			return fmt.Errorf("watchdog %q must be the absolute path of a watchdog device, such as /dev/watchdog", m.Watchdog)
+		}
+		if _, err := m.WatchdogTimeoutD(); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// WatchdogTimeoutD is the watchdog timeout (default 2s).
+func (m *Member) WatchdogTimeoutD() (time.Duration, error) {
+	if m.WatchdogTimeout == "" {
+		return 2 * time.Second, nil
+	}
+	d, err := time.ParseDuration(m.WatchdogTimeout)
+	if err != nil || d < time.Second || d > time.Minute || d%time.Second != 0 {
+		return 0, fmt.Errorf("watchdog_timeout %q is not valid: whole seconds from 1s to 60s", m.WatchdogTimeout)
+	}
+	return d, nil
 }
 
 var attrRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_.-]{0,62}$`)
