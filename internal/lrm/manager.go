@@ -420,12 +420,22 @@ func detail(r *agents.Result) string {
 	return d
 }
 
+// logReport logs every method run (start and stop halves at info, monitors
+// only when they fail) with its exit code, duration and last line of output.
 func logReport(log *slog.Logger, what string, r *Report) {
 	for _, res := range r.Results {
-		lvl := slog.LevelDebug
+		lvl := slog.LevelInfo
+		if what == "monitor" {
+			lvl = slog.LevelDebug
+		}
 		if res.Status != agents.OK {
 			lvl = slog.LevelWarn
 		}
-		log.Log(context.Background(), lvl, "lrm: "+what, "resource", res.Resource, "method", res.Method, "status", res.Status.String(), "rc", res.RC, "duration", res.Duration.Round(time.Millisecond), "err", res.Err)
+		last := ""
+		if n := len(res.Output); n > 0 {
+			last = res.Output[n-1]
+		}
+		log.Log(context.Background(), lvl, "lrm: "+what, "resource", res.Resource, "phase", string(res.Phase), "method", res.Method,
+			"status", res.Status.String(), "rc", res.RC, "duration", res.Duration.Round(time.Millisecond), "err", res.Err, "note", res.Note, "output", last)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,4 +202,68 @@ func TestOCFDummy(t *testing.T) {
 	c.Crash(c.index(s.Owner))
 	s2, took := c.waitOnline(0, "dummy", s.Owner, 30*time.Second)
 	t.Logf("dummy moved to %s %s after the crash", s2.Owner, took)
+}
+
+// TestRestartInPlaceAndFailed: a service whose process dies is restarted in
+// place by its monitor (a new epoch on the same member); a service that
+// cannot start anywhere ends FAILED with the reason, not in a loop, and
+// `vigil service clear` tries it again.
+func TestRestartInPlaceAndFailed(t *testing.T) {
+	c := startCluster(t, 3)
+	log := filepath.Join(t.TempDir(), "rec.log")
+	if out, err := c.Apply(t.Context(), 0, recorder(log, "m2, m3, m1")); err != nil {
+		t.Fatalf("apply: %v: %s", err, out)
+	}
+	s, _ := c.waitOnline(0, "rec", "", 30*time.Second)
+	// Kill the service's process (not the agent).
+	pidFile := filepath.Join(c.Members[c.index(s.Owner)].Dir, "run", "rec.writer.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(20*time.Second, "restarted in place", func() (bool, string) {
+		s2, err := c.service(0, "rec")
+		if err != nil {
+			return false, err.Error()
+		}
+		return s2.State == "ONLINE" && s2.Owner == s.Owner && s2.Epoch > s.Epoch, fmt.Sprintf("%s on %s epoch %d", s2.State, s2.Owner, s2.Epoch)
+	})
+	if out := c.mustCLI(0, "service", "show", "rec"); !strings.Contains(out, "failed on "+s.Owner+" 1 time") {
+		t.Errorf("show must count the failure:\n%s", out)
+	}
+
+	bad := "service: broken\nresources:\n  - name: x\n    kind: exec\n    command: [/bin/sh, -c, 'echo cannot open /etc/broken.conf; exit 3']\n"
+	if out, err := c.Apply(t.Context(), 0, bad); err != nil {
+		t.Fatalf("apply: %v: %s", err, out)
+	}
+	c.eventually(30*time.Second, "broken is FAILED", func() (bool, string) {
+		s, err := c.service(1, "broken")
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.State == "FAILED", s.State + ": " + s.Reason
+	})
+	time.Sleep(2 * time.Second)
+	s3, _ := c.service(1, "broken")
+	if s3.State != "FAILED" || !strings.Contains(s3.Reason, "m1") || !strings.Contains(s3.Reason, "m3") {
+		t.Errorf("FAILED must stay and name the members: %s: %s", s3.State, s3.Reason)
+	}
+	why := c.mustCLI(2, "service", "why", "broken")
+	if !strings.Contains(why, "cannot open /etc/broken.conf") {
+		t.Errorf("why must show what the program said:\n%s", why)
+	}
+	epoch := s3.Epoch
+	c.mustCLI(0, "service", "clear", "broken")
+	c.eventually(20*time.Second, "clear retries it", func() (bool, string) {
+		s, err := c.service(1, "broken")
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.Epoch > epoch, fmt.Sprintf("%s epoch %d", s.State, s.Epoch)
+	})
 }
