@@ -3,7 +3,6 @@ package agents
 import (
 	"bytes"
 	"context"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,13 +83,14 @@ func TestLabIP(t *testing.T) {
 		sh(t, "ip", "link", "set", "vgl1", "up")
 	}
 	sh(t, "ip", "link", "set", "vgl0", "up")
+	waitOperUp(t, "vgl0")
 	env := testEnv(t)
 
 	vip := mustNew(t, "web", ipRes("vip", "198.18.0.100/24", "vgl0"), env)
 	runWant(t, vip, Probe, Call{}, NotRunning)
 	runWant(t, vip, Check, Call{}, NotRunning)
 	up := runOK(t, vip, IPUp, Call{})
-	if up.Method != "ip addr add" || up.Note == "" {
+	if up.Method != "addr add" || !strings.Contains(up.Note, "gratuitous ARP sent") {
 		t.Errorf("ip up: method %q note %q (want what was done about gratuitous ARP)", up.Method, up.Note)
 	}
 	if !strings.Contains(sh(t, "ip", "-o", "addr", "show", "dev", "vgl0"), "inet 198.18.0.100/24") {
@@ -122,15 +122,17 @@ func TestLabIP(t *testing.T) {
 	}
 
 	// IPv6.
-	v6 := mustNew(t, "web", ipRes("vip6", "2001:db8:0:0::100/64", "vgl0"), env)
-	runOK(t, v6, IPUp, Call{})
+	v6 := mustNew(t, "web", ipRes("vip6", "fd00:198:18:0::100/64", "vgl0"), env)
+	if up := runOK(t, v6, IPUp, Call{}); !strings.Contains(up.Note, "unsolicited neighbour advertisement sent") {
+		t.Errorf("ip up (IPv6): note %q", up.Note)
+	}
 	runOK(t, v6, Check, Call{})
 	runOK(t, v6, IPDown, Call{})
 	runWant(t, v6, Check, Call{}, NotRunning)
 
 	// An interface this member does not have.
 	none := mustNew(t, "web", ipRes("vip", "198.18.0.102/24", "vglnone"), env)
-	if r := runWant(t, none, IPUp, Call{}, Failed); r.Severity != Hard || r.Err != "interface vglnone does not exist on this member" {
+	if r := runWant(t, none, IPUp, Call{}, Failed); r.Severity != Hard || r.Err != "interface vglnone does not exist on this member: check the service's interface or the member's network" {
 		t.Errorf("ip up on a missing interface: %s %q", r.Severity, r.Err)
 	}
 	if r := runWant(t, none, Check, Call{}, Failed); r.Severity != Hard {
@@ -138,6 +140,25 @@ func TestLabIP(t *testing.T) {
 	}
 	runWant(t, none, Probe, Call{}, NotRunning)
 	runOK(t, none, IPDown, Call{})
+
+	// The address with another prefix length, or on another interface.
+	sh(t, "ip", "addr", "add", "198.18.0.103/25", "dev", "vgl0")
+	sh(t, "ip", "addr", "add", "198.18.0.104/32", "dev", "lo")
+	if r := runWant(t, mustNew(t, "web", ipRes("vip", "198.18.0.103/24", "vgl0"), env), IPUp, Call{}, Failed); r.Severity != Hard ||
+		r.Err != "198.18.0.103/25 is already on vgl0 with another prefix length: remove it (ip addr del 198.18.0.103/25 dev vgl0) or fix the service's address" {
+		t.Errorf("ip up of an address with another prefix length: %s %q", r.Severity, r.Err)
+	}
+	if r := runWant(t, mustNew(t, "web", ipRes("vip", "198.18.0.104/24", "vgl0"), env), IPUp, Call{}, Failed); r.Severity != Hard ||
+		!strings.HasPrefix(r.Err, "198.18.0.104/32 is already on lo of this member, not on vgl0: remove it there") {
+		t.Errorf("ip up of an address on another interface: %s %q", r.Severity, r.Err)
+	}
+
+	// An interface that is down.
+	sh(t, "ip", "link", "set", "vgl0", "down")
+	if r := runWant(t, mustNew(t, "web", ipRes("vip", "198.18.0.105/24", "vgl0"), env), IPUp, Call{}, Failed); r.Severity != Hard ||
+		r.Err != "interface vgl0 is down on this member: bring it up (ip link set vgl0 up) or check the member's network" {
+		t.Errorf("ip up on a down interface: %s %q", r.Severity, r.Err)
+	}
 
 	if err := Validate("web", ipRes("vip", "198.18.0.100/24", "vgl0"), Env{}); err != nil {
 		t.Errorf("validate: %v", err)
@@ -258,29 +279,4 @@ short line
 	if ok, err := mounted(t.TempDir()); err != nil || ok {
 		t.Errorf("mounted(a temp dir) = %v, %v", ok, err)
 	}
-}
-
-func TestHasAddr(t *testing.T) {
-	out := []string{
-		`1: lo    inet 127.0.0.1/8 scope host lo\       valid_lft forever preferred_lft forever`,
-		`3: vgl0    inet 198.18.0.100/24 scope global vgl0\       valid_lft forever preferred_lft forever`,
-		`3: vgl0    inet6 2001:db8::100/64 scope global tentative \       valid_lft forever preferred_lft forever`,
-	}
-	for addr, want := range map[string]bool{
-		"198.18.0.100/24": true, "198.18.0.100/25": false, "198.18.0.10/24": false,
-		"2001:db8:0::100/64": true, "2001:db8::1/64": false,
-	} {
-		if got := hasAddr(out, mustPrefix(t, addr)); got != want {
-			t.Errorf("hasAddr(%s) = %v, want %v", addr, got, want)
-		}
-	}
-}
-
-func mustPrefix(t *testing.T, s string) netip.Prefix {
-	t.Helper()
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
