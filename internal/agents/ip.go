@@ -58,7 +58,7 @@ func parseIPAddress(r spec.Resource) (netip.Prefix, error) {
 	a := pfx.Addr()
 	switch {
 	case a.Is4In6():
-		return pfx, fmt.Errorf("address %q is an IPv4-mapped IPv6 address: write the IPv4 address, such as %s/%d", r.Address, a.Unmap(), pfx.Bits()-96)
+		return pfx, fmt.Errorf("address %q is an IPv4-mapped IPv6 address: write the IPv4 address with its prefix length, such as %s/24", r.Address, a.Unmap())
 	case a.IsUnspecified(), a.IsMulticast(), a.IsLoopback(), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return pfx, fmt.Errorf("address %q cannot be a floating address: give a unicast address, such as 198.18.0.100/24", r.Address)
 	}
