@@ -347,13 +347,22 @@ func (x *ipResource) announce(ll linkLayer) string {
 	x.stopAnnouncing = cancel
 	x.mu.Unlock()
 
+	// The socket is closed in the background: closing a packet socket
+	// waits for an RCU grace period (milliseconds).
 	t0 := time.Now()
-	if err := sendFrames(ll.index, frames); err != nil {
+	fd, err := packetSocket(ll.index, 0, nil)
+	if err == nil {
+		if err = sendFrames(fd, ll.index, frames); err != nil {
+			go unix.Close(fd)
+		}
+	}
+	if err != nil {
 		cancel()
 		x.log.Warn(what+" failed: neighbours may keep sending to the previous owner until their caches expire", "address", x.addr.String(), "interface", x.res.Interface, "err", err)
 		return fmt.Sprintf("%s; %s failed (%v): neighbours may reach %s only when their caches expire", check, what, err, x.addr.Addr())
 	}
 	go func() {
+		defer unix.Close(fd)
 		defer cancel()
 		for i, at := range announceAt[1:] {
 			select {
@@ -365,7 +374,7 @@ func (x *ipResource) announce(ll linkLayer) string {
 				x.log.Debug("address gone: "+what+" stopped", "address", x.addr.String(), "interface", x.res.Interface)
 				return
 			}
-			if err := sendFrames(ll.index, frames); err != nil {
+			if err := sendFrames(fd, ll.index, frames); err != nil {
 				x.log.Warn(what+" repeat failed", "address", x.addr.String(), "interface", x.res.Interface, "round", i+2, "err", err)
 				return
 			}
@@ -660,12 +669,7 @@ func send(fd, index int, frame []byte) error {
 }
 
 // sendFrames sends frames on the interface.
-func sendFrames(index int, frames [][]byte) error {
-	fd, err := packetSocket(index, 0, nil)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
+func sendFrames(fd, index int, frames [][]byte) error {
 	for _, f := range frames {
 		if err := send(fd, index, f); err != nil {
 			return err
@@ -698,7 +702,8 @@ func dad(ctx context.Context, ll linkLayer, a netip.Addr) (net.HardwareAddr, err
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(fd)
+	// Closing waits for an RCU grace period: not on the way of IPUp.
+	defer func() { go unix.Close(fd) }()
 	probe := probeFrame(ll.mac, a)
 	t0 := time.Now()
 	deadline := t0.Add(dadWait)
@@ -723,9 +728,9 @@ func dad(ctx context.Context, ll linkLayer, a netip.Addr) (net.HardwareAddr, err
 		if sent < dadProbes {
 			wake = t0.Add(time.Duration(sent) * dadWait / dadProbes)
 		}
-		ms := int(time.Until(wake)/time.Millisecond) + 1
+		ms := int((time.Until(wake) + time.Millisecond - 1) / time.Millisecond)
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, min(ms, 20)); err != nil && !errors.Is(err, unix.EINTR) {
+		if _, err := unix.Poll(fds, max(0, min(ms, 20))); err != nil && !errors.Is(err, unix.EINTR) {
 			return nil, fmt.Errorf("poll: %w", err)
 		}
 		if fds[0].Revents&unix.POLLIN == 0 {
