@@ -122,7 +122,7 @@ func (n *node) Renew(ctx context.Context, r *rpc.RenewRequest) (*rpc.RenewRespon
 	if !n.a.store.IsLeader() || !n.a.term.grant(r.Member, time.Now(), r.Links) {
 		return nil, cdb.ErrNotLeader
 	}
-	return &rpc.RenewResponse{Granted: true, Index: n.a.store.AppliedIndex()}, nil
+	return &rpc.RenewResponse{Granted: true, Index: n.a.store.FSMIndex()}, nil
 }
 
 // leaseLoop renews this member's lease with the director every Renew
@@ -152,7 +152,7 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 
 func (a *Agent) renewOnce(ctx context.Context) (bool, uint64) {
 	if a.store.IsLeader() {
-		return a.term.grant(a.cfg.Name, time.Now(), a.ml.LinksAlive()), a.store.AppliedIndex()
+		return a.term.grant(a.cfg.Name, time.Now(), a.ml.LinksAlive()), a.store.FSMIndex()
 	}
 	addr, leader := a.store.Leader()
 	if addr == "" {
@@ -181,13 +181,14 @@ func (a *Agent) renewOnce(ctx context.Context) (bool, uint64) {
 	return false, 0
 }
 
-// caughtUp reports whether this member has applied every order the director
-// had made when it last granted the lease.
-func (a *Agent) caughtUp() bool {
+// caughtUp reports whether st (a state this member applied) holds every
+// order the director had made when it last granted the lease. It looks at
+// the state's own index: Raft's applied index runs ahead of the FSM.
+func (a *Agent) caughtUp(st *cdb.State) bool {
 	a.holderMu.Lock()
 	idx := a.grantIndex
 	a.holderMu.Unlock()
-	return idx > 0 && a.store.AppliedIndex() >= idx
+	return idx > 0 && st.Index >= idx
 }
 
 // mono is this agent's monotonic clock reading.

@@ -296,7 +296,7 @@ func (a *Agent) write(ctx context.Context, c *cdb.Command) (*rpc.ForwardResponse
 // waitApplied waits (bounded by ctx) until this member has applied index, so
 // a read here right after an acknowledged write sees it.
 func (a *Agent) waitApplied(ctx context.Context, index uint64) {
-	for a.store.AppliedIndex() < index {
+	for a.store.FSMIndex() < index {
 		select {
 		case <-ctx.Done():
 			return

@@ -80,10 +80,11 @@ func (a *Agent) lrmLoop(ctx context.Context) {
 			a.lrm.Abort()
 			continue
 		}
-		if !a.caughtUp() {
+		st := a.store.Applied()
+		if !a.caughtUp(st) {
 			continue // never act on orders the director may have replaced
 		}
-		a.lrm.Update(a.store.Applied())
+		a.lrm.Update(st)
 	}
 }
 

@@ -372,6 +372,14 @@ func (s *Store) TransferLeadership() error {
 	return s.raft.LeadershipTransfer().Error()
 }
 
+// FSMIndex is the index of the last command the state machine has applied
+// here (Raft's AppliedIndex counts entries handed to it, which runs ahead).
+func (s *Store) FSMIndex() uint64 {
+	s.fsm.mu.RLock()
+	defer s.fsm.mu.RUnlock()
+	return s.fsm.state.Index
+}
+
 // AppliedIndex is the index of the last command applied here.
 func (s *Store) AppliedIndex() uint64 { return s.raft.AppliedIndex() }
 

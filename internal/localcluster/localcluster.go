@@ -233,8 +233,11 @@ func (c *Cluster) StartAgent(i int) error {
 	cmd := exec.Command(c.opts.Bin, "agent", "--data-dir", m.Dir)
 	w := &prefixWriter{w: c.opts.Log, prefix: m.Name + " | "}
 	cmd.Stdout, cmd.Stderr = w, w
-	// Pdeathsig: if the demo or test process dies, its agents die with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// Each agent leads its own session, so a crash can kill every process
+	// the member started, daemons of method agents included (a machine's
+	// power-off). Pdeathsig: if the demo or test process dies, its agents
+	// die with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -373,8 +376,9 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// Crash powers member i off: SIGKILL to its agent and to every process
-// descended from it (the services it started), found through /proc.
+// Crash powers member i off: SIGKILL to its agent and to every process of
+// its session or descended from it (the services it started, daemons
+// included), found through /proc.
 func (c *Cluster) Crash(i int) {
 	m := c.Members[i]
 	if !m.Running() {
@@ -388,9 +392,11 @@ func (c *Cluster) Crash(i int) {
 	<-m.done
 }
 
-// descendants lists the processes descended from pid.
+// descendants lists the processes descended from pid or in the session it
+// leads.
 func descendants(pid int) []int {
 	parent := map[int]int{}
+	session := map[int]int{}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		var p int
@@ -404,15 +410,20 @@ func descendants(pid int) []int {
 		s := string(b)
 		if j := strings.LastIndexByte(s, ')'); j >= 0 {
 			f := strings.Fields(s[j+1:])
-			if len(f) > 1 {
-				var pp int
+			if len(f) > 3 {
+				var pp, sid int
 				fmt.Sscan(f[1], &pp)
-				parent[p] = pp
+				fmt.Sscan(f[3], &sid)
+				parent[p], session[p] = pp, sid
 			}
 		}
 	}
 	var out []int
 	for p := range parent {
+		if p != pid && session[p] == pid {
+			out = append(out, p)
+			continue
+		}
 		for q, n := parent[p], 0; q != 0 && n < 64; q, n = parent[q], n+1 {
 			if q == pid {
 				out = append(out, p)

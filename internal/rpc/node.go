@@ -71,9 +71,10 @@ type RenewRequest struct {
 // RenewResponse answers a renewal.
 type RenewResponse struct {
 	Granted bool `json:"granted"`
-	// Index is the director's applied index at the grant: the member acts
-	// on orders only once it has applied as far, so it never acts on an
-	// order the director has already replaced.
+	// Index is the index of the last command the director's state machine
+	// had applied at the grant: the member acts on orders only once its own
+	// state is that far, so it never acts on an order the director has
+	// already replaced.
 	Index uint64 `json:"index"`
 }
 

@@ -34,14 +34,20 @@ type interval struct {
 	start, end int64
 }
 
-// intervals reads the recorder's log into one interval per (member, epoch).
+// intervals reads the recorder's log into intervals of one (member, epoch)
+// each, split where the record pauses for more than 300 ms (so two runs
+// with the same epoch show as two intervals).
 func intervals(t *testing.T, log string) []interval {
 	t.Helper()
 	b, err := os.ReadFile(log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	by := map[string]*interval{}
+	type rec struct {
+		k  string
+		ts int64
+	}
+	var recs []rec
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		f := strings.Fields(line)
 		if len(f) != 3 {
@@ -51,16 +57,25 @@ func intervals(t *testing.T, log string) []interval {
 		if err != nil {
 			continue
 		}
-		k := f[0] + "/" + f[1]
-		iv, ok := by[k]
-		if !ok {
-			iv = &interval{member: f[0], epoch: f[1], start: ts, end: ts}
-			by[k] = iv
-		}
-		iv.start, iv.end = min(iv.start, ts), max(iv.end, ts)
+		recs = append(recs, rec{f[0] + " " + f[1], ts})
 	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].ts < recs[j].ts })
+	open := map[string]*interval{}
 	var out []interval
-	for _, iv := range by {
+	for _, r := range recs {
+		iv, ok := open[r.k]
+		if ok && r.ts-iv.end > int64(300*time.Millisecond) {
+			out = append(out, *iv)
+			ok = false
+		}
+		if !ok {
+			f := strings.Fields(r.k)
+			iv = &interval{member: f[0], epoch: f[1], start: r.ts, end: r.ts}
+			open[r.k] = iv
+		}
+		iv.end = r.ts
+	}
+	for _, iv := range open {
 		out = append(out, *iv)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].start < out[j].start })
@@ -266,4 +281,65 @@ func TestRestartInPlaceAndFailed(t *testing.T) {
 		}
 		return s.Epoch > epoch, fmt.Sprintf("%s epoch %d", s.State, s.Epoch)
 	})
+}
+
+// appAgent writes a method agent whose START daemonizes the recorder (it
+// outlives START, as real daemons do), STOP kills it, FM_CHECK checks it,
+// and every method call is appended to calls.
+func appAgent(t *testing.T, dir, log, calls string) string {
+	t.Helper()
+	ad := filepath.Join(dir, "methods")
+	os.MkdirAll(ad, 0o755)
+	pid := filepath.Join(dir, "$VIGIL_MEMBER.pid")
+	methods := map[string]string{
+		"START": fmt.Sprintf(`nohup sh -c 'while :; do echo "$VIGIL_MEMBER $VIGIL_EPOCH $(date +%%s%%N)" >> %s; sleep 0.01; done' >/dev/null 2>&1 &
+echo $! > %s`, log, pid),
+		"STOP":      fmt.Sprintf(`[ -f %[1]s ] && kill $(cat %[1]s) 2>/dev/null; rm -f %[1]s; exit 0`, pid),
+		"FM_CHECK":  fmt.Sprintf(`[ -f %[1]s ] && kill -0 $(cat %[1]s) 2>/dev/null`, pid),
+		"START_NET": "exit 0",
+		"STOP_NET":  "exit 0",
+	}
+	for m, body := range methods {
+		script := fmt.Sprintf("#!/bin/sh\necho \"$VIGIL_MEMBER %s $*\" >> %s\n%s\n", m, calls, body)
+		if err := os.WriteFile(filepath.Join(ad, m), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ad
+}
+
+// TestAppServiceFailover: a method-agent (app) service whose START leaves a
+// daemon behind; the owner is powered off (agent, methods and daemon
+// killed); the service runs elsewhere, never on two members at once, and the
+// methods were called as DESIGN.md says.
+func TestAppServiceFailover(t *testing.T) {
+	c := startCluster(t, 3)
+	dir := t.TempDir()
+	log, calls := filepath.Join(dir, "rec.log"), filepath.Join(dir, "calls.log")
+	svc := fmt.Sprintf("service: app\nplacement: {favored: [m2, m3, m1]}\nmonitor_interval: 500ms\nresources:\n  - name: methods\n    kind: app\n    dir: %s\n", appAgent(t, dir, log, calls))
+	if out, err := c.Apply(t.Context(), 0, svc); err != nil {
+		t.Fatalf("apply: %v: %s", err, out)
+	}
+	s, _ := c.waitOnline(0, "app", "", 30*time.Second)
+	time.Sleep(time.Second)
+	c.Crash(c.index(s.Owner))
+	s2, took := c.waitOnline(0, "app", s.Owner, 30*time.Second)
+	t.Logf("app moved from %s to %s %s after the crash", s.Owner, s2.Owner, took)
+	time.Sleep(time.Second)
+	ivs := intervals(t, log)
+	for _, iv := range ivs {
+		t.Logf("%s epoch %s: %s .. %s", iv.member, iv.epoch, time.Unix(0, iv.start).Format("15:04:05.000"), time.Unix(0, iv.end).Format("15:04:05.000"))
+	}
+	if len(ivs) < 2 {
+		t.Errorf("want runs on two members, got %d", len(ivs))
+	}
+	checkNoOverlap(t, ivs)
+	b, _ := os.ReadFile(calls)
+	got := string(b)
+	t.Logf("method calls:\n%s", got)
+	for _, want := range []string{s.Owner + " START app ", s.Owner + " START_NET app ", s2.Owner + " START app "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no call %q", want)
+		}
+	}
 }
