@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -79,6 +80,9 @@ type Agent struct {
 	wasMember  bool   // guarded by mu
 	removedOne sync.Once
 	stopOnce   sync.Once
+	// storeReady is the store once opened, for the connection checks that
+	// start before it (the cluster ports).
+	storeReady atomic.Pointer[cdb.Store]
 }
 
 // New loads the data dir. logOut receives the logs.
@@ -145,7 +149,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	a.log.Info("agent starting", "cluster", a.cfg.Cluster, "id", a.cfg.ID, "links", a.cfg.Links, "api", a.cfg.API, "profile", a.cfg.Profile, "version", Version)
 	for i, l := range a.cfg.Links {
-		m, err := rpc.Listen(config.RPCAddress(l), a.id, a.log)
+		m, err := rpc.Listen(config.RPCAddress(l), a.id, a.log, a.AllowedCert)
 		if err != nil {
 			return fmt.Errorf("cluster port of link %d, %s: %w", i, config.RPCAddress(l), err)
 		}
@@ -153,7 +157,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	a.mux = a.muxes[0]
 	a.pool = rpc.NewPool(a.id)
-	a.store, err = cdb.Open(cdb.Options{
+	var store *cdb.Store
+	store, err = cdb.Open(cdb.Options{
 		Dir: a.dir, LocalID: a.cfg.Name, Stream: a.mux.RaftLayer(),
 		HeartbeatTimeout: a.prof.HeartbeatTimeout, ElectionTimeout: a.prof.ElectionTimeout,
 		LeaderLeaseTimeout: a.prof.LeaderLeaseTimeout, CommitTimeout: a.prof.CommitTimeout,
@@ -162,14 +167,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	a.store = store
+	a.storeReady.Store(store)
 	if a.cfg.Bootstrap && !a.store.HasState() {
 		if err := a.store.Bootstrap(a.rpcAddr()); err != nil {
 			return fmt.Errorf("forming the cluster: %w", err)
 		}
 		a.log.Info("formed a new cluster", "cluster", a.cfg.Cluster)
-	}
-	for _, m := range a.muxes {
-		m.Allow = a.AllowedCert
 	}
 	a.ml, err = membership.Start(membership.Options{
 		Name: a.cfg.Name, Links: a.cfg.Links, Key: a.key, Profile: a.prof, Logger: a.log,

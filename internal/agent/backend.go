@@ -25,8 +25,12 @@ func (a *Agent) AdminTokenHash() string {
 
 // AllowedCert implements api.Backend.
 func (a *Agent) AllowedCert(cn, serial string) bool {
+	store := a.storeReady.Load()
+	if store == nil {
+		return true // nothing known yet: any certificate of the cluster CA
+	}
 	ok := true
-	a.store.View(func(s *cdb.State) { ok = s.Allowed(cn, serial) })
+	store.View(func(s *cdb.State) { ok = s.Allowed(cn, serial) })
 	return ok
 }
 

@@ -39,17 +39,18 @@ type Mux struct {
 	once sync.Once
 	// Allow, when set, says whether a verified certificate (common name,
 	// serial in hex) still speaks for a member; a removed member's
-	// certificate is refused.
+	// certificate is refused. Set once by Listen.
 	Allow func(cn, serial string) bool
 }
 
-// Listen opens the cluster port.
-func Listen(addr string, id *pki.Identity, log *slog.Logger) (*Mux, error) {
+// Listen opens the cluster port. allow (may be nil) says whether a verified
+// certificate still speaks for a member.
+func Listen(addr string, id *pki.Identity, log *slog.Logger, allow func(cn, serial string) bool) (*Mux, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	m := &Mux{ln: ln, id: id, log: log, raft: make(chan net.Conn, 16), grpc: make(chan net.Conn, 16), done: make(chan struct{})}
+	m := &Mux{ln: ln, id: id, log: log, raft: make(chan net.Conn, 16), grpc: make(chan net.Conn, 16), done: make(chan struct{}), Allow: allow}
 	go m.serve()
 	return m, nil
 }
