@@ -83,6 +83,8 @@ type Agent struct {
 	// storeReady is the store once opened, for the connection checks that
 	// start before it (the cluster ports).
 	storeReady atomic.Pointer[cdb.Store]
+	// lastLeader is the last director this member knew of.
+	lastLeader atomic.Pointer[string]
 }
 
 // New loads the data dir. logOut receives the logs.

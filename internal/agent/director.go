@@ -26,10 +26,26 @@ func leaseConfig(p config.Profile) lease.Config {
 // the director loop share it.
 type term struct {
 	mu       sync.Mutex
-	start    time.Time            // zero while this member is not a settled director
-	renewals map[string]time.Time // guarded by mu
-	fencing  map[string]bool      // members being fenced; guarded by mu
-	links    map[string][]bool    // each member's own view of its links at its last renewal; guarded by mu
+	start    time.Time                       // zero while this member is not a settled director
+	renewals map[string]time.Time            // guarded by mu
+	fencing  map[string]bool                 // members being fenced; guarded by mu
+	links    map[string][]bool               // each member's own view of its links at its last renewal; guarded by mu
+	states   map[string]director.MemberState // the last state the director saw; guarded by mu
+}
+
+// noteState records a member's state for placement and reports whether it
+// changed.
+func (t *term) noteState(member string, st director.MemberState) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.states == nil {
+		t.states = map[string]director.MemberState{}
+	}
+	if t.states[member] == st {
+		return false
+	}
+	t.states[member] = st
+	return true
 }
 
 func (t *term) begin(now time.Time) {
@@ -155,22 +171,47 @@ func (a *Agent) renewOnce(ctx context.Context) (bool, uint64) {
 		return a.term.grant(a.cfg.Name, time.Now(), a.ml.LinksAlive()), a.store.FSMIndex()
 	}
 	addr, leader := a.store.Leader()
-	if addr == "" {
-		return false, 0
+	if leader != "" {
+		a.lastLeader.Store(&leader)
+	} else if l := a.lastLeader.Load(); l != nil {
+		leader = *l
 	}
-	// The director's cluster port on every link, the interconnect first:
-	// a member the interconnect lost renews over a public link (NETPAR).
-	addrs := []string{addr}
+	// The director's cluster port on every link, the interconnect first: a
+	// member the interconnect lost (it no longer hears Raft, so it does not
+	// know the leader) renews over a public link and stays NETPAR. Then
+	// every other member's, in case the director changed meanwhile.
+	var addrs []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			addrs = append(addrs, s)
+		}
+	}
+	add(addr)
 	a.store.View(func(s *cdb.State) {
 		if m, ok := s.Members[leader]; ok {
-			for _, l := range m.Links[1:] {
-				addrs = append(addrs, config.RPCAddress(l))
+			for _, l := range m.Links {
+				add(config.RPCAddress(l))
+			}
+		}
+		if addr == "" {
+			for _, n := range s.MemberNames() {
+				if n != a.cfg.Name {
+					for _, l := range s.Members[n].Links {
+						add(config.RPCAddress(l))
+					}
+				}
 			}
 		}
 	})
 	req := &rpc.RenewRequest{Member: a.cfg.Name, Links: a.ml.LinksAlive()}
+	deadline := time.Now().Add(a.prof.Renew)
 	for _, ad := range addrs {
-		cctx, cancel := context.WithTimeout(ctx, a.prof.Renew)
+		if time.Now().After(deadline) {
+			break
+		}
+		cctx, cancel := context.WithDeadline(ctx, deadline)
 		var resp rpc.RenewResponse
 		err := a.pool.Call(cctx, ad, "Renew", req, &resp)
 		cancel()
@@ -265,7 +306,12 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 				onLinks = append(onLinks, l.Up)
 			}
 		}
-		dm.State = memberCondition(n == a.cfg.Name, up && now.Sub(last) < silent, onLinks, a.term.reportedLinks(n))
+		reported := a.term.reportedLinks(n)
+		dm.State = memberCondition(n == a.cfg.Name, up && now.Sub(last) < silent, onLinks, reported)
+		if a.term.noteState(n, dm.State) {
+			a.log.Info("director: member state for placement", "of", n, "state", dm.State, "gossip_up", up,
+				"since_renewal", now.Sub(last).Round(time.Millisecond), "seen_on_links", onLinks, "reports_links", reported)
+		}
 		if !up && seen {
 			dm.DownSince = p.Since()
 		}

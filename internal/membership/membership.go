@@ -130,6 +130,9 @@ func (m *Membership) config(i int, addr string) *memberlist.Config {
 	c.TCPTimeout = pr.TCPTimeout
 	c.GossipToTheDeadTime = 10 * pr.ProbeInterval
 	c.DeadNodeReclaimTime = pr.ProbeInterval
+	// Each link's liveness is what its own UDP path says: a TCP fallback
+	// probe would find another route and hide a dead link.
+	c.DisableTcpPings = true
 	c.SecretKey = m.opts.Key
 	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
 	c.Delegate = &delegate{m: m}
