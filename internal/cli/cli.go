@@ -182,6 +182,17 @@ func (g *globals) ctx(c *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Context(), g.timeout)
 }
 
+// open returns a client for the agent the flags name and a context bounded
+// by --timeout; cancel releases both.
+func (g *globals) open(c *cobra.Command) (*client.Client, context.Context, context.CancelFunc, error) {
+	cl, err := g.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := g.ctx(c)
+	return cl, ctx, func() { cancel(); cl.Close() }, nil
+}
+
 func (g *globals) printJSON(v any) error {
 	enc := json.NewEncoder(g.out)
 	enc.SetIndent("", "  ")

@@ -35,11 +35,10 @@ moving its services. Devices of a member are tried by level, 1 first.`,
 				return usageError{fmt.Errorf("--option: %v", err)}
 			}
 			d.Options = o
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			if err := cl.SetFenceDevice(ctx, d); err != nil {
 				return err
@@ -56,11 +55,10 @@ moving its services. Devices of a member are tried by level, 1 first.`,
 	list := &cobra.Command{
 		Use: "list [--json]", Short: "list the fence devices", Args: noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			ds, err := cl.FenceDevices(ctx)
 			if err != nil {
@@ -85,11 +83,10 @@ moving its services. Devices of a member are tried by level, 1 first.`,
 	remove := &cobra.Command{
 		Use: "remove NAME", Short: "remove a fence device", Args: exactArgs(1, "a device name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			if err := cl.RemoveFenceDevice(ctx, args[0]); err != nil {
 				return err

@@ -131,11 +131,10 @@ func settingsCmd(g *globals) *cobra.Command {
 		Short: "show the cluster settings",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			s, err := cl.Settings(ctx)
 			if err != nil {
@@ -167,11 +166,10 @@ func settingsCmd(g *globals) *cobra.Command {
 				}
 				kv[k] = v
 			}
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			r, err := cl.SetSettings(ctx, kv)
 			if err != nil {
@@ -192,11 +190,10 @@ func cdbCmd(g *globals) *cobra.Command {
 		Short: "print the cluster configuration",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			cfg, err := cl.Config(ctx)
 			if err != nil {
@@ -216,11 +213,10 @@ func cdbCmd(g *globals) *cobra.Command {
 		Short: "write a consistent online snapshot of the cluster database to FILE",
 		Args:  exactArgs(1, "the backup file name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			data, err := cl.Backup(ctx)
 			if err != nil {
@@ -262,11 +258,10 @@ member or a used token).`,
 					return fmt.Errorf("restore cancelled: nothing changed")
 				}
 			}
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			r, err := cl.Restore(ctx, data)
 			if err != nil {
@@ -326,11 +321,10 @@ func logLevelCmd(g *globals) *cobra.Command {
 			if r.All && r.Member != "" {
 				return usagef("give --member or --all, not both")
 			}
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			res, err := cl.SetLogLevel(ctx, r)
 			if err != nil {

@@ -31,11 +31,10 @@ func applyCmd(g *globals, dry bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			res, err := cl.Apply(ctx, client.ApplyRequest{File: file, YAML: string(data), DryRun: dry})
 			if err != nil {
@@ -69,11 +68,10 @@ func serviceCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list [--json]", Short: "list the services with their state and owner", Args: noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			ss, err := cl.Services(ctx)
 			if err != nil {
@@ -91,11 +89,10 @@ func serviceCmd(g *globals) *cobra.Command {
 		cmd := &cobra.Command{
 			Use: use, Short: short, Args: exactArgs(1, "a service name"),
 			RunE: func(c *cobra.Command, args []string) error {
-				cl, err := g.client()
+				cl, ctx, cancel, err := g.open(c)
 				if err != nil {
 					return err
 				}
-				ctx, cancel := g.ctx(c)
 				defer cancel()
 				d, err := cl.Service(ctx, args[0])
 				if err != nil {
@@ -129,11 +126,10 @@ func serviceCmd(g *globals) *cobra.Command {
 				if name == "relocate" && to == "" {
 					return usagef("relocate needs --to MEMBER")
 				}
-				cl, err := g.client()
+				cl, ctx, cancel, err := g.open(c)
 				if err != nil {
 					return err
 				}
-				ctx, cancel := g.ctx(c)
 				defer cancel()
 				if err := cl.ServiceAction(ctx, args[0], name, to); err != nil {
 					return err
@@ -150,11 +146,10 @@ func serviceCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use: "delete S", Short: "stop a service and delete it", Args: exactArgs(1, "a service name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			if err := cl.DeleteService(ctx, args[0]); err != nil {
 				return err
@@ -192,11 +187,10 @@ func drainCmd(g *globals, on bool) *cobra.Command {
 	return &cobra.Command{
 		Use: use, Short: short, Args: exactArgs(1, "a member name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			if err := cl.Drain(ctx, args[0], on); err != nil {
 				return err
@@ -215,11 +209,10 @@ func maintenanceCmd(g *globals) *cobra.Command {
 			if args[0] != "on" && args[0] != "off" {
 				return usagef("maintenance takes on or off, not %q", args[0])
 			}
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			if err := cl.Maintenance(ctx, args[0] == "on"); err != nil {
 				return err

@@ -143,11 +143,10 @@ func memberAddCmd(g *globals) *cobra.Command {
 			if c.Flags().Changed("votes") {
 				r.Votes = &votes
 			}
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			out, err := cl.AddMember(ctx, r)
 			if err != nil {
@@ -215,11 +214,10 @@ func memberRemoveCmd(g *globals) *cobra.Command {
 		Short: "remove a member from the cluster",
 		Args:  exactArgs(1, "the member's name"),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := g.client()
+			cl, ctx, cancel, err := g.open(c)
 			if err != nil {
 				return err
 			}
-			ctx, cancel := g.ctx(c)
 			defer cancel()
 			if err := cl.RemoveMember(ctx, args[0]); err != nil {
 				return err

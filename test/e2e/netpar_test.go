@@ -126,7 +126,15 @@ func TestLabNetparAndDisconnected(t *testing.T) {
 	if out, err := c.Apply(t.Context(), 0, recorder(log, victim)); err != nil {
 		t.Fatalf("apply: %v: %s", err, out)
 	}
-	c.waitOnline(dir, "rec", "", 30*time.Second)
+	if s, _ := c.waitOnline(dir, "rec", "", 30*time.Second); s.Owner != victim {
+		// The director placed it before it had heard the victim renew
+		// (a loaded machine); put it there.
+		c.mustCLI(dir, "service", "relocate", "rec", "--to", victim)
+		c.eventually(30*time.Second, "rec on "+victim, func() (bool, string) {
+			s, err := c.service(dir, "rec")
+			return err == nil && s.State == "ONLINE" && s.Owner == victim, fmt.Sprint(s)
+		})
+	}
 
 	// Cut the interconnect of the victim: gossip and the cluster port of
 	// its link 0.
