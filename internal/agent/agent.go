@@ -299,6 +299,7 @@ func (a *Agent) loop(ctx context.Context) {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	var lastIndex uint64
+	var lastCache time.Time
 	lastPrune := time.Now()
 	settled := false // the director has applied everything committed before its term
 	for {
@@ -333,8 +334,10 @@ func (a *Agent) loop(ctx context.Context) {
 				a.pruneTokens(ctx)
 			}
 		}
-		if idx := a.store.AppliedIndex(); idx != lastIndex {
-			lastIndex = idx
+		// The member list changes rarely: write the cache at most once a
+		// second, not on every apply.
+		if idx := a.store.FSMIndex(); idx != lastIndex && time.Since(lastCache) > time.Second {
+			lastIndex, lastCache = idx, time.Now()
 			a.writeMembersCache()
 		}
 	}

@@ -41,6 +41,13 @@ type fsm struct {
 	// start-up. Reads use it until Raft has applied as far, so a restarted
 	// member answers from its data dir before it reaches the cluster.
 	preview *State // guarded by mu
+	// cache and appliedCache are copies of what State and Applied return,
+	// made once per change and shared by every reader; an apply or restore
+	// drops them.
+	cache, appliedCache *State // guarded by mu
+	// gen counts changes, so a copy made outside mu is cached only if no
+	// change came meanwhile.
+	gen uint64 // guarded by mu
 	// notify is called after every apply, outside mu.
 	notify func()
 }
@@ -53,6 +60,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	res, err := f.state.apply(&c)
 	f.state.Index = l.Index
+	f.cache, f.appliedCache = nil, nil
+	f.gen++
 	if f.preview != nil && l.Index >= f.preview.Index {
 		f.preview = nil
 	}
@@ -85,6 +94,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	s.fill()
 	f.mu.Lock()
 	f.state = s
+	f.cache, f.appliedCache = nil, nil
+	f.gen++
 	if f.preview != nil && s.Index >= f.preview.Index {
 		f.preview = nil
 	}
@@ -195,19 +206,49 @@ func (s *Store) Close() error {
 	return err
 }
 
-// State returns a copy of the local replica.
-func (s *Store) State() *State {
-	s.fsm.mu.RLock()
-	defer s.fsm.mu.RUnlock()
-	return s.fsm.current().Clone()
-}
+// State returns a copy of the local replica. The copy is shared by every
+// caller until the next change: callers must not modify it.
+func (s *Store) State() *State { return s.fsm.copyOf(false) }
 
 // Applied returns a copy of the state Raft has applied here, never the
-// start-up preview: what the lrm acts on.
-func (s *Store) Applied() *State {
-	s.fsm.mu.RLock()
-	defer s.fsm.mu.RUnlock()
-	return s.fsm.state.Clone()
+// start-up preview: what the lrm acts on. Shared like State's: do not
+// modify it.
+func (s *Store) Applied() *State { return s.fsm.copyOf(true) }
+
+// copyOf returns the cached copy, or makes one: it encodes under the read
+// lock (so Raft's apply waits only for that) and decodes outside any lock.
+func (f *fsm) copyOf(applied bool) *State {
+	f.mu.RLock()
+	c := f.cache
+	src := f.current()
+	if applied {
+		c, src = f.appliedCache, f.state
+	}
+	if c != nil {
+		f.mu.RUnlock()
+		return c
+	}
+	b, err := json.Marshal(src)
+	gen := f.gen
+	f.mu.RUnlock()
+	if err != nil {
+		panic(fmt.Sprintf("cdb: state does not marshal: %v", err))
+	}
+	c = NewState()
+	if err := json.Unmarshal(b, c); err != nil {
+		panic(fmt.Sprintf("cdb: state does not unmarshal: %v", err))
+	}
+	c.fill()
+	f.mu.Lock()
+	if f.gen == gen {
+		if applied {
+			f.appliedCache = c
+		} else {
+			f.cache = c
+		}
+	}
+	f.mu.Unlock()
+	return c
 }
 
 // View runs fn with the local replica under a read lock; fn must not keep it.

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"github.com/vigil-cluster/vigil/internal/cdb"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -326,6 +328,11 @@ func agentCmd(g *globals) *cobra.Command {
 			defer stop()
 			level := new(slog.LevelVar)
 			log := slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: level}))
+			if addr := os.Getenv("VIGIL_PPROF"); addr != "" {
+				// For profiling a running agent: net/http/pprof on a
+				// local address of the operator's choosing.
+				go http.ListenAndServe(addr, nil)
+			}
 			a, err := agent.New(g.dataDir, level, log)
 			if err != nil {
 				return err
