@@ -282,6 +282,14 @@ func (x *execResource) running() (*child, string) {
 		if err == nil && st.start == ch.start && !st.zombie() {
 			return ch, ""
 		}
+		if ch.done != nil {
+			// Our own child: its reaper is about to record how it ended.
+			select {
+			case <-ch.done:
+				return nil, fmt.Sprintf("process %d %s", ch.pid, exitWords(ch.state))
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
 		return nil, fmt.Sprintf("process %d has exited", ch.pid)
 	}
 	pid, start, err := readPidFile(x.pidPath)
