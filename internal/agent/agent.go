@@ -281,6 +281,21 @@ func (a *Agent) stop() {
 	a.log.Info("agent stopped")
 }
 
+// wait blocks until tick or kick (nil: none) fires, and reports false when
+// the agent must stop instead (ctx done, or this member removed). Every
+// background loop of the agent waits through it.
+func (a *Agent) wait(ctx context.Context, tick <-chan time.Time, kick <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-a.removed:
+		return false
+	case <-tick:
+	case <-kick:
+	}
+	return true
+}
+
 func (a *Agent) poke() {
 	select {
 	case a.kick <- struct{}{}:
@@ -303,13 +318,8 @@ func (a *Agent) loop(ctx context.Context) {
 	lastPrune := time.Now()
 	settled := false // the director has applied everything committed before its term
 	for {
-		select {
-		case <-ctx.Done():
+		if !a.wait(ctx, tick.C, a.kick) {
 			return
-		case <-a.removed:
-			return
-		case <-tick.C:
-		case <-a.kick:
 		}
 		a.updateAgentState()
 		if !a.store.IsLeader() {
@@ -523,12 +533,8 @@ func (a *Agent) joinLoop(ctx context.Context) {
 		if any {
 			a.ml.Join(addrs)
 		}
-		select {
-		case <-ctx.Done():
+		if !a.wait(ctx, t.C, nil) {
 			return
-		case <-a.removed:
-			return
-		case <-t.C:
 		}
 	}
 }

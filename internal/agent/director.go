@@ -156,12 +156,8 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 			}
 			a.holderMu.Unlock()
 		}
-		select {
-		case <-ctx.Done():
+		if !a.wait(ctx, t.C, nil) {
 			return
-		case <-a.removed:
-			return
-		case <-t.C:
 		}
 	}
 }
@@ -249,13 +245,8 @@ func (a *Agent) directorLoop(ctx context.Context) {
 	t := time.NewTicker(a.prof.DirectorTick)
 	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		if !a.wait(ctx, t.C, a.decideKick) {
 			return
-		case <-a.removed:
-			return
-		case <-t.C:
-		case <-a.decideKick:
 		}
 		start, renewals := a.term.snapshot()
 		if start.IsZero() || !a.store.IsLeader() {

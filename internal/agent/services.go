@@ -53,13 +53,8 @@ func (a *Agent) lrmLoop(ctx context.Context) {
 	t := time.NewTicker(a.prof.Renew / 2)
 	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		if !a.wait(ctx, t.C, a.lrmKick) {
 			return
-		case <-a.removed:
-			return
-		case <-t.C:
-		case <-a.lrmKick:
 		}
 		valid, mustAbort := a.leaseState()
 		// Pet the watchdog while this member may run services, or runs
