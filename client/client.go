@@ -240,6 +240,11 @@ func (c *Client) SetFenceDevice(ctx context.Context, d FenceDevice) error {
 	return c.do(ctx, "PUT", "/v1/fencing/"+url.PathEscape(d.Name), d, nil)
 }
 
+// ConfirmFenced records that a DOWN member is off, checked by hand.
+func (c *Client) ConfirmFenced(ctx context.Context, member string) error {
+	return c.do(ctx, "POST", "/v1/members/"+url.PathEscape(member)+"/fenced", nil, nil)
+}
+
 // RemoveFenceDevice removes a fence device.
 func (c *Client) RemoveFenceDevice(ctx context.Context, name string) error {
 	return c.do(ctx, "DELETE", "/v1/fencing/"+url.PathEscape(name), nil, nil)

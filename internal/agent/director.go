@@ -310,6 +310,7 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 			dm.Fenced = true
 		}
 		dm.FencePending = a.fencePending(n)
+		dm.NoFenceDevice = in.Fencing && len(st.FenceDevicesFor(n)) == 0
 		in.Members = append(in.Members, dm)
 	}
 	for _, n := range st.ServiceNames() {

@@ -149,6 +149,23 @@ func (a *Agent) SetFenceDevice(ctx context.Context, d client.FenceDevice, by str
 	return err
 }
 
+// ConfirmFenced implements api.Backend: the operator says a DOWN member is
+// off. It is refused while this member sees it UP.
+func (a *Agent) ConfirmFenced(ctx context.Context, member, by string) error {
+	var known bool
+	a.store.View(func(s *cdb.State) { _, known = s.Members[member] })
+	if !known {
+		return cdb.Refuse(cdb.ErrNotFound, "%s is not a member of this cluster (see `vigil members`)", member)
+	}
+	if p, ok := a.ml.Peers()[member]; ok && p.Up() {
+		return cdb.Refuse(cdb.ErrConflict, "%s is UP: confirming a fence of a running member would let its services run twice; power it off first", member)
+	}
+	a.log.Warn("fencing: member confirmed off by hand", "fenced", member, "by", by)
+	_, err := a.write(ctx, &cdb.Command{Op: cdb.OpFenced, At: time.Now().UTC(), By: by, Member: member, Flag: true,
+		Settings: map[string]string{"device": "confirmed by " + by}})
+	return err
+}
+
 // RemoveFenceDevice implements api.Backend.
 func (a *Agent) RemoveFenceDevice(ctx context.Context, name, by string) error {
 	_, err := a.write(ctx, &cdb.Command{Op: cdb.OpFenceRemove, By: by, Member: name})

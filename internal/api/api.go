@@ -52,6 +52,7 @@ type Backend interface {
 	FenceDevices(ctx context.Context) []client.FenceDevice
 	SetFenceDevice(ctx context.Context, d client.FenceDevice, by string) error
 	RemoveFenceDevice(ctx context.Context, name, by string) error
+	ConfirmFenced(ctx context.Context, member, by string) error
 	// AllowedCert says whether a member certificate (common name, serial
 	// in hex) still speaks for a member.
 	AllowedCert(cn, serial string) bool
@@ -132,6 +133,9 @@ func New(b Backend, log *slog.Logger) *Server {
 	})
 	s.mux.HandleFunc("DELETE /v1/fencing/{name}", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"removed": r.PathValue("name")}, s.b.RemoveFenceDevice(r.Context(), r.PathValue("name"), Who(r.Context())))
+	})
+	s.mux.HandleFunc("POST /v1/members/{name}/fenced", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]string{"fenced": r.PathValue("name")}, s.b.ConfirmFenced(r.Context(), r.PathValue("name"), Who(r.Context())))
 	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, cdb.Refuse(cdb.ErrNotFound, "no API route %s %s: see docs/API.md for the routes", r.Method, r.URL.Path))

@@ -95,6 +95,25 @@ moving its services. Devices of a member are tried by level, 1 first.`,
 			return nil
 		},
 	}
-	c.AddCommand(add, list, remove)
+	confirm := &cobra.Command{
+		Use:   "confirm M",
+		Short: "record that M is off, checked by hand, when every fence device fails (its services then move)",
+		Long: "Record that member M is powered off, after you have checked it yourself. The director then moves\n" +
+			"its services at once. Confirming a member that still runs lets its services run twice.",
+		Args: exactArgs(1, "a member name"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, ctx, cancel, err := g.open(c)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			if err := cl.ConfirmFenced(ctx, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "%s recorded as fenced (confirmed by hand); its services move now\n", args[0])
+			return nil
+		},
+	}
+	c.AddCommand(add, list, remove, confirm)
 	return c
 }

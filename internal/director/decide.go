@@ -514,6 +514,13 @@ func (d *decider) plan(s *Service, w *work, pol policy) {
 			d.lostOwner(w)
 		case o == nil || o.State == MemberDown:
 			at := d.certainAt(o)
+			if d.in.Lease > 0 && !d.now.Before(at) && o != nil && d.in.Fencing && !o.NoFenceDevice {
+				// Its lease is over, but a frozen host cannot have
+				// stopped anything: with a fence device, only the
+				// fence ends the wait.
+				d.waitForFence(s, w, oi, o)
+				return
+			}
 			if d.in.Lease > 0 && !d.now.Before(at) {
 				if o == nil {
 					w.cause = st.Owner + " is no longer a member and its lease has certainly run out"
@@ -548,6 +555,20 @@ func (d *decider) lostOwner(w *work) {
 	st.Owner = ""
 	st.StopFailed = false
 	st.State = StateOffline
+}
+
+// waitForFence holds the services of a DOWN member whose lease is over
+// until its fence is confirmed.
+func (d *decider) waitForFence(s *Service, w *work, oi int, o *Member) {
+	name := w.st.Owner
+	w.lines = append(w.lines, name+" is DOWN and its lease has run out, but a host that froze (a paused VM, a stuck kernel) cannot have stopped "+
+		s.Name+" itself; with a fence device configured, "+s.Name+" waits until "+name+" is fenced")
+	if o.FencePending {
+		w.lines = append(w.lines, "a fence of "+name+" is in progress; "+s.Name+" moves as soon as it is confirmed")
+		return
+	}
+	w.fence = oi
+	w.lines = append(w.lines, "fencing "+name+"; if every fence device keeps failing, confirm by hand that "+name+" is off with `vigil fence confirm "+name+"`")
 }
 
 func (d *decider) waitForLease(s *Service, w *work, oi int, o *Member, at time.Time) {
@@ -1092,7 +1113,7 @@ func (d *decider) commit(s *Service, w *work) {
 			d.fence = map[int]string{}
 		}
 		name := d.in.Members[w.fence].Name
-		why := name + " is DOWN and its lease has not certainly run out; fencing it lets its services move now"
+		why := name + " is DOWN and its services may still run there; fencing it lets them move"
 		if w.st.StopFailed {
 			why = "stop of " + s.Name + " failed on " + name
 		}

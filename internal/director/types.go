@@ -113,6 +113,11 @@ type Member struct {
 	// FencePending reports that a fence was asked for and has not finished;
 	// Decide does not ask again meanwhile.
 	FencePending bool
+	// NoFenceDevice reports that no fence device covers this member even
+	// though fencing is configured. With a device, a DOWN member's services
+	// wait for its fence, not only for its lease: a frozen host (a paused
+	// VM, a stuck kernel) cannot stop them itself when its lease ends.
+	NoFenceDevice bool
 }
 
 // Service is one service: what the operator declared and what it is now.
