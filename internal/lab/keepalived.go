@@ -1,0 +1,93 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// keepalivedConf is the comparison peer's configuration: one VRRP instance
+// for the floating address with keepalived's defaults (advert_int 1,
+// preemption on), every member BACKUP at start, priorities by member order.
+func keepalivedConf(m *Member, index int) string {
+	return fmt.Sprintf(`global_defs {
+    router_id %s
+    enable_script_security
+}
+vrrp_instance web {
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority %d
+    advert_int 1
+    virtual_ipaddress {
+        %s/24 dev eth0
+    }
+}
+`, m.Name, 200-10*index, FloatingIP)
+}
+
+// startKeepalived starts keepalived (VRRP only, in the foreground) and the
+// HTTP backend in the member's namespace. keepalived needs the backend on
+// every member all the time; vigil starts it with the service.
+func (l *Lab) startKeepalived(name string) error {
+	return l.update(func(s *State) error {
+		m, err := s.member(name)
+		if err != nil {
+			return err
+		}
+		for _, p := range m.Daemons {
+			if alive(p) {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+		m.Daemons = nil
+		index := 0
+		for i, o := range s.Members {
+			if o.Name == m.Name {
+				index = i
+			}
+		}
+		conf := filepath.Join(m.Home, "keepalived.conf")
+		if err := os.WriteFile(conf, []byte(keepalivedConf(m, index)), 0o644); err != nil {
+			return err
+		}
+		pid, err := l.spawn(m, "keepalived.log", "keepalived", "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
+			"--use-file", conf, "--pid", filepath.Join(m.Home, "keepalived.pid"), "--vrrp_pid", filepath.Join(m.Home, "keepalived-vrrp.pid"))
+		if err != nil {
+			return fmt.Errorf("starting keepalived on %s: %v", m.Name, err)
+		}
+		m.Daemons = append(m.Daemons, pid)
+		pid, err = l.spawn(m, "httpd.log", s.LabBin, "httpd")
+		if err != nil {
+			return fmt.Errorf("starting the HTTP backend on %s: %v", m.Name, err)
+		}
+		m.Daemons = append(m.Daemons, pid)
+		l.logf("%s: keepalived and httpd started", m.Name)
+		return nil
+	})
+}
+
+// Holder returns the member whose namespace holds the floating address, or
+// "" when none does.
+func (l *Lab) Holder() (string, error) {
+	s, err := l.State()
+	if err != nil {
+		return "", err
+	}
+	for _, m := range s.Members {
+		if !m.On {
+			continue
+		}
+		out, err := l.output("ip", "-n", m.NS, "-o", "-4", "addr", "show", "dev", "eth0")
+		if err != nil {
+			continue
+		}
+		if strings.Contains(out, " "+FloatingIP+"/") {
+			return m.Name, nil
+		}
+	}
+	return "", nil
+}
