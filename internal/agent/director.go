@@ -78,6 +78,16 @@ func (t *term) grant(member string, now time.Time, links []bool) bool {
 	return true
 }
 
+// excuse treats every member as renewed at now: after this process itself
+// stalled, the members' silence says nothing about them.
+func (t *term) excuse(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k := range t.renewals {
+		t.renewals[k] = now
+	}
+}
+
 func (t *term) snapshot() (time.Time, map[string]time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -244,15 +254,27 @@ func (a *Agent) leaseState() (valid, mustAbort bool) {
 func (a *Agent) directorLoop(ctx context.Context) {
 	t := time.NewTicker(a.prof.DirectorTick)
 	defer t.Stop()
+	// A gap between two ticks much longer than the tick means this process
+	// did not run (an overloaded host, a paused VM): renewals sent meanwhile
+	// may be waiting unread, so members are not judged on that silence.
+	stall := max(4*a.prof.DirectorTick, a.prof.Renew)
+	last := time.Now()
 	for {
 		if !a.wait(ctx, t.C, a.decideKick) {
 			return
+		}
+		if now := time.Now(); now.Sub(last) > stall {
+			a.log.Warn("director: this member did not run for a while; members are not judged on the silence", "stalled", now.Sub(last).Round(time.Millisecond))
+			a.term.excuse(now)
+			last = now
+			continue
 		}
 		start, renewals := a.term.snapshot()
 		if start.IsZero() || !a.store.IsLeader() {
 			continue
 		}
 		a.decideOnce(ctx, start, renewals)
+		last = time.Now()
 	}
 }
 

@@ -59,6 +59,12 @@ func (a *Agent) fence(ctx context.Context, member string) bool {
 		a.log.Error("fencing: no fence device can fence this member; its services wait for its lease", "fenced", member)
 		return false
 	}
+	// A director that stalled may have been deposed without knowing it yet:
+	// only a director a quorum still follows may power a member off.
+	if err := a.store.VerifyLeader(); err != nil {
+		a.log.Warn("fencing: not fencing, this member is no longer the director", "fenced", member, "err", err)
+		return false
+	}
 	for _, d := range devs {
 		t0 := time.Now()
 		out, err := runFenceAgent(ctx, d, "off", member)

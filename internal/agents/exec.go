@@ -22,7 +22,7 @@ import (
 const (
 	// settleTime is how long a started process must stay alive for Start
 	// to succeed.
-	settleTime = 100 * time.Millisecond
+	settleTime = 50 * time.Millisecond
 	// killGrace is how long processes get to vanish after SIGKILL.
 	killGrace = 5 * time.Second
 	// pollEvery is how often a stop looks whether the group is gone.

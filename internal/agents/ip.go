@@ -24,7 +24,7 @@ const (
 	// dadWait is how long IPUp listens for another host answering for the
 	// address before it adds it (RFC 5227 waits seconds; a failover
 	// cannot).
-	dadWait = 300 * time.Millisecond
+	dadWait = 150 * time.Millisecond
 	// dadProbes probes are sent, spread evenly over dadWait.
 	dadProbes = 3
 )

@@ -354,6 +354,10 @@ func (s *Store) Apply(ctx context.Context, c *Command) (any, uint64, error) {
 	return f.Response(), f.Index(), nil
 }
 
+// VerifyLeader confirms, with a round to a quorum, that this member still
+// leads.
+func (s *Store) VerifyLeader() error { return s.raft.VerifyLeader().Error() }
+
 // Barrier waits until every committed entry is applied here (leader only).
 func (s *Store) Barrier(timeout time.Duration) error { return s.raft.Barrier(timeout).Error() }
 

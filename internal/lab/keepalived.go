@@ -10,8 +10,9 @@ import (
 
 // keepalivedConf is the comparison peer's configuration: one VRRP instance
 // for the floating address with keepalived's defaults (advert_int 1,
-// preemption on), every member BACKUP at start, priorities by member order.
-func keepalivedConf(m *Member, index int) string {
+// priority 100, preemption on), every member BACKUP at start; equal
+// priorities elect the highest address.
+func keepalivedConf(m *Member) string {
 	return fmt.Sprintf(`global_defs {
     router_id %s
     enable_script_security
@@ -20,13 +21,12 @@ vrrp_instance web {
     state BACKUP
     interface eth0
     virtual_router_id 51
-    priority %d
     advert_int 1
     virtual_ipaddress {
         %s/24 dev eth0
     }
 }
-`, m.Name, 200-10*index, FloatingIP)
+`, m.Name, FloatingIP)
 }
 
 // startKeepalived starts keepalived (VRRP only, in the foreground) and the
@@ -44,14 +44,8 @@ func (l *Lab) startKeepalived(name string) error {
 			}
 		}
 		m.Daemons = nil
-		index := 0
-		for i, o := range s.Members {
-			if o.Name == m.Name {
-				index = i
-			}
-		}
 		conf := filepath.Join(m.Home, "keepalived.conf")
-		if err := os.WriteFile(conf, []byte(keepalivedConf(m, index)), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(keepalivedConf(m)), 0o644); err != nil {
 			return err
 		}
 		pid, err := l.spawn(m, "keepalived.log", "keepalived", "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
