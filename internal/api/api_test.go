@@ -493,4 +493,4 @@ func (f *fakeBackend) SetFenceDevice(ctx context.Context, d client.FenceDevice, 
 	return nil
 }
 func (f *fakeBackend) RemoveFenceDevice(ctx context.Context, name, by string) error { return nil }
-func (f *fakeBackend) ConfirmFenced(ctx context.Context, member, by string) error    { return nil }
+func (f *fakeBackend) ConfirmFenced(ctx context.Context, member, by string) error   { return nil }
