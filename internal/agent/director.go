@@ -78,13 +78,19 @@ func (t *term) grant(member string, now time.Time, links []bool) bool {
 	return true
 }
 
-// excuse treats every member as renewed at now: after this process itself
-// stalled, the members' silence says nothing about them.
-func (t *term) excuse(now time.Time) {
+// excuse moves every member's last renewal later by gap (not past now):
+// while this process itself did not run, the members' silence says nothing
+// about them. Later renewals only delay a failover; they never shorten a
+// lease.
+func (t *term) excuse(gap time.Duration, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for k := range t.renewals {
-		t.renewals[k] = now
+	for k, v := range t.renewals {
+		v = v.Add(gap)
+		if v.After(now) {
+			v = now
+		}
+		t.renewals[k] = v
 	}
 }
 
@@ -263,14 +269,16 @@ func (a *Agent) directorLoop(ctx context.Context) {
 		if !a.wait(ctx, t.C, a.decideKick) {
 			return
 		}
-		if now := time.Now(); now.Sub(last) > stall {
-			a.log.Warn("director: this member did not run for a while; members are not judged on the silence", "stalled", now.Sub(last).Round(time.Millisecond))
-			a.term.excuse(now)
-			last = now
-			continue
-		}
+		now := time.Now()
+		gap := now.Sub(last)
+		last = now
 		start, renewals := a.term.snapshot()
 		if start.IsZero() || !a.store.IsLeader() {
+			continue
+		}
+		if gap > stall {
+			a.log.Warn("director: this member did not run for a while; that silence is not held against the members", "stalled", gap.Round(time.Millisecond))
+			a.term.excuse(gap, now)
 			continue
 		}
 		a.decideOnce(ctx, start, renewals)

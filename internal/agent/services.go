@@ -20,7 +20,7 @@ func (a *Agent) agentsEnv() agents.Env {
 	if err := os.MkdirAll(rsc, 0o700); err != nil {
 		rsc = filepath.Join(a.dir, "run", "rsctmp")
 	}
-	return agents.Env{StateDir: filepath.Join(a.dir, "run"), RscTmp: rsc, Logger: a.log}
+	return agents.Env{StateDir: filepath.Join(a.dir, "run"), RscTmp: rsc, Logger: a.log, DADWait: a.prof.DADWait}
 }
 
 // lrmLoop runs this member's local resource manager: a probe at start-up,

@@ -218,6 +218,10 @@ type Env struct {
 	// Created when missing.
 	RscTmp string
 	Logger *slog.Logger // default: discard
+	// DADWait is how long a floating address's duplicate check listens
+	// for another host answering for it (default DefaultDADWait). The
+	// timing profile sets it: a quiet LAN answers ARP in well under 1 ms.
+	DADWait time.Duration
 }
 
 // Defaults of Env.
@@ -235,6 +239,9 @@ func (e Env) withDefaults() Env {
 	}
 	if e.Logger == nil {
 		e.Logger = slog.New(slog.DiscardHandler)
+	}
+	if e.DADWait <= 0 {
+		e.DADWait = DefaultDADWait
 	}
 	return e
 }

@@ -21,11 +21,11 @@ import (
 
 // Duplicate address check and announcements of a floating address.
 const (
-	// dadWait is how long IPUp listens for another host answering for the
-	// address before it adds it (RFC 5227 waits seconds; a failover
-	// cannot).
-	dadWait = 150 * time.Millisecond
-	// dadProbes probes are sent, spread evenly over dadWait.
+	// DefaultDADWait is how long IPUp listens for another host answering
+	// for the address before it adds it (RFC 5227 waits seconds; a
+	// failover cannot). Env.DADWait overrides it.
+	DefaultDADWait = 150 * time.Millisecond
+	// dadProbes probes are sent, spread evenly over the wait.
 	dadProbes = 3
 )
 
@@ -293,7 +293,7 @@ func (x *ipResource) up(ctx context.Context) Result {
 	ll := linkLayer{index: la.Index, mac: la.HardwareAddr}
 	resolves := la.EncapType == "ether" && len(la.HardwareAddr) == 6 && la.RawFlags&unix.IFF_NOARP == 0
 	if resolves {
-		other, err := dad(ctx, ll, x.addr.Addr())
+		other, err := dad(ctx, ll, x.addr.Addr(), x.env.DADWait)
 		switch {
 		case other != nil:
 			fail(&r, Hard, "%s already answers from %s; another host uses it: refusing to take it over (remove it from that host, or give the service another address)", x.addr.Addr(), other)
@@ -334,10 +334,10 @@ func (x *ipResource) up(ctx context.Context) Result {
 // in the background, and says what it did.
 func (x *ipResource) announce(ll linkLayer) string {
 	frames := announcements(ll.mac, x.addr.Addr())
-	what, check := "gratuitous ARP", fmt.Sprintf("no other host answered ARP probes for %s within %s", x.addr.Addr(), dadWait)
+	what, check := "gratuitous ARP", fmt.Sprintf("no other host answered ARP probes for %s within %s", x.addr.Addr(), x.env.DADWait)
 	if !x.addr.Addr().Is4() {
 		what = "unsolicited neighbour advertisement"
-		check = fmt.Sprintf("no other host answered neighbour solicitations for %s within %s", x.addr.Addr(), dadWait)
+		check = fmt.Sprintf("no other host answered neighbour solicitations for %s within %s", x.addr.Addr(), x.env.DADWait)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	x.mu.Lock()
@@ -691,9 +691,9 @@ var naFilter = []unix.SockFilter{
 	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
 }
 
-// dad sends probes for address a on the interface for dadWait and returns
-// the Ethernet address of another host that answers, if any.
-func dad(ctx context.Context, ll linkLayer, a netip.Addr) (net.HardwareAddr, error) {
+// dad sends probes for address a on the interface for wait and returns the
+// Ethernet address of another host that answers, if any.
+func dad(ctx context.Context, ll linkLayer, a netip.Addr, wait time.Duration) (net.HardwareAddr, error) {
 	ethType, filter := uint16(ethTypeARP), []unix.SockFilter(nil)
 	if !a.Is4() {
 		ethType, filter = ethTypeIPv6, naFilter
@@ -706,12 +706,12 @@ func dad(ctx context.Context, ll linkLayer, a netip.Addr) (net.HardwareAddr, err
 	defer func() { go unix.Close(fd) }()
 	probe := probeFrame(ll.mac, a)
 	t0 := time.Now()
-	deadline := t0.Add(dadWait)
+	deadline := t0.Add(wait)
 	sent := 0
 	buf := make([]byte, 1600)
 	for {
 		now := time.Now()
-		if sent < dadProbes && !now.Before(t0.Add(time.Duration(sent)*dadWait/dadProbes)) {
+		if sent < dadProbes && !now.Before(t0.Add(time.Duration(sent)*wait/dadProbes)) {
 			if err := send(fd, ll.index, probe); err != nil {
 				return nil, fmt.Errorf("send probe: %w", err)
 			}
@@ -726,7 +726,7 @@ func dad(ctx context.Context, ll linkLayer, a netip.Addr) (net.HardwareAddr, err
 		}
 		wake := deadline
 		if sent < dadProbes {
-			wake = t0.Add(time.Duration(sent) * dadWait / dadProbes)
+			wake = t0.Add(time.Duration(sent) * wait / dadProbes)
 		}
 		ms := int((time.Until(wake) + time.Millisecond - 1) / time.Millisecond)
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}

@@ -588,8 +588,8 @@ func TestLabIPAnnounce(t *testing.T) {
 	t.Logf("FIGURE IPv6: IPUp took %s; the client's stale entry had the member's MAC %s after IPUp began",
 		up6.Duration.Round(time.Millisecond), seen6.Sub(t1).Round(time.Millisecond))
 	for _, up := range []Result{up4, up6} {
-		if up.Duration < dadWait {
-			t.Errorf("IPUp took %s: the duplicate check waits %s", up.Duration, dadWait)
+		if up.Duration < DefaultDADWait {
+			t.Errorf("IPUp took %s: the duplicate check waits %s", up.Duration, DefaultDADWait)
 		}
 	}
 
@@ -613,8 +613,8 @@ func TestLabIPAnnounce(t *testing.T) {
 		if len(reqs) != len(announceAt) || len(replies) != len(announceAt) {
 			t.Fatalf("%d ARP announcements and %d gratuitous replies, want %d of each", len(reqs), len(replies), len(announceAt))
 		}
-		if last, first := probes[len(probes)-1].at, reqs[0].at; !first.After(last) || first.Sub(probes[0].at) < dadWait-20*time.Millisecond {
-			t.Errorf("first announcement %s after the first probe, %s after the last: want after the whole check (%s)", first.Sub(probes[0].at), first.Sub(last), dadWait)
+		if last, first := probes[len(probes)-1].at, reqs[0].at; !first.After(last) || first.Sub(probes[0].at) < DefaultDADWait-20*time.Millisecond {
+			t.Errorf("first announcement %s after the first probe, %s after the last: want after the whole check (%s)", first.Sub(probes[0].at), first.Sub(last), DefaultDADWait)
 		}
 		for i := range announceAt[1:] {
 			if gap := reqs[i+1].at.Sub(reqs[0].at); gap < announceAt[i+1]-20*time.Millisecond || gap > announceAt[i+1]+500*time.Millisecond {
@@ -691,7 +691,7 @@ func TestLabIPDuplicate(t *testing.T) {
 		if r.Status != Failed || r.Severity != Hard || !strings.HasPrefix(r.Err, want) {
 			t.Errorf("IPUp of %s held by %s: %s %s %q, want failed hard %q", c.address, c.owner, r.Status, r.Severity, r.Err, want)
 		}
-		if r.Duration > dadWait+200*time.Millisecond {
+		if r.Duration > DefaultDADWait+200*time.Millisecond {
 			t.Errorf("refusal took %s", r.Duration)
 		}
 		if r := m2.run(Check, c.address); r.Status != NotRunning {
@@ -734,7 +734,7 @@ func TestLabIPFailover(t *testing.T) {
 			up := to.runOK(IPUp, a)
 			seen := lab.waitNeigh(addr, to.mac, 2*time.Second)
 			t.Logf("FIGURE %s of %s to %s: IPUp took %s (duplicate check %s); the client's cache had the new MAC %s after IPUp began",
-				how, a, to.name, up.Duration.Round(time.Millisecond), dadWait, seen.Sub(t0).Round(time.Millisecond))
+				how, a, to.name, up.Duration.Round(time.Millisecond), DefaultDADWait, seen.Sub(t0).Round(time.Millisecond))
 			if d := seen.Sub(t0); d > time.Second {
 				t.Errorf("the client's cache followed %s after IPUp began", d)
 			}

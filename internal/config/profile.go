@@ -33,6 +33,9 @@ type Profile struct {
 	Lease        time.Duration
 	Renew        time.Duration
 	DirectorTick time.Duration
+	// DADWait is how long a floating address's duplicate check listens
+	// before the address is added.
+	DADWait time.Duration
 }
 
 // Profiles are the known timing profiles.
@@ -44,7 +47,8 @@ var Profiles = map[string]Profile{
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		ApplyTimeout: 2 * time.Second,
-		Lease:        300 * time.Millisecond, Renew: 60 * time.Millisecond, DirectorTick: 20 * time.Millisecond},
+		Lease:        300 * time.Millisecond, Renew: 60 * time.Millisecond, DirectorTick: 20 * time.Millisecond,
+		DADWait: 50 * time.Millisecond},
 	"lan": {Name: "lan",
 		ProbeInterval: 400 * time.Millisecond, ProbeTimeout: 200 * time.Millisecond,
 		SuspicionMult: 2, SuspicionMaxMult: 2, GossipInterval: 100 * time.Millisecond,
@@ -52,7 +56,8 @@ var Profiles = map[string]Profile{
 		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 10 * time.Millisecond,
 		ApplyTimeout: 5 * time.Second,
-		Lease:        time.Second, Renew: 200 * time.Millisecond, DirectorTick: 50 * time.Millisecond},
+		Lease:        time.Second, Renew: 200 * time.Millisecond, DirectorTick: 50 * time.Millisecond,
+		DADWait: 150 * time.Millisecond},
 	"campus": {Name: "campus",
 		ProbeInterval: 1 * time.Second, ProbeTimeout: 500 * time.Millisecond,
 		SuspicionMult: 3, SuspicionMaxMult: 3, GossipInterval: 200 * time.Millisecond,
@@ -60,7 +65,8 @@ var Profiles = map[string]Profile{
 		HeartbeatTimeout: 1 * time.Second, ElectionTimeout: 1 * time.Second,
 		LeaderLeaseTimeout: 500 * time.Millisecond, CommitTimeout: 20 * time.Millisecond,
 		ApplyTimeout: 10 * time.Second,
-		Lease:        3 * time.Second, Renew: 600 * time.Millisecond, DirectorTick: 100 * time.Millisecond},
+		Lease:        3 * time.Second, Renew: 600 * time.Millisecond, DirectorTick: 100 * time.Millisecond,
+		DADWait: 300 * time.Millisecond},
 	"wan": {Name: "wan",
 		ProbeInterval: 3 * time.Second, ProbeTimeout: 2 * time.Second,
 		SuspicionMult: 4, SuspicionMaxMult: 4, GossipInterval: 500 * time.Millisecond,
@@ -68,7 +74,8 @@ var Profiles = map[string]Profile{
 		HeartbeatTimeout: 3 * time.Second, ElectionTimeout: 3 * time.Second,
 		LeaderLeaseTimeout: 1500 * time.Millisecond, CommitTimeout: 50 * time.Millisecond,
 		ApplyTimeout: 20 * time.Second,
-		Lease:        10 * time.Second, Renew: 2 * time.Second, DirectorTick: 250 * time.Millisecond},
+		Lease:        10 * time.Second, Renew: 2 * time.Second, DirectorTick: 250 * time.Millisecond,
+		DADWait: time.Second},
 }
 
 // ProfileNames lists the profiles in order of speed.
