@@ -155,11 +155,12 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 			case <-time.After(d):
 			}
 		}
-		if err := l.step(st); err != nil {
-			fmt.Fprintf(out, "%8.3fs %s: %v\n", time.Since(start).Seconds(), strings.TrimSpace(st.String()), err)
-		} else {
-			fmt.Fprintf(out, "%8.3fs %s\n", time.Since(start).Seconds(), strings.TrimSpace(st.String()))
+		err := l.step(st)
+		line := fmt.Sprintf("%s (done at %.3fs)", st, time.Since(start).Seconds())
+		if err != nil {
+			line += ": " + err.Error()
 		}
+		fmt.Fprintln(out, line)
 	}
 	if d := time.Until(start.Add(o.Duration)); d > 0 {
 		time.Sleep(d)

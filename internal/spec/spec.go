@@ -377,6 +377,12 @@ func contains(s []string, v string) bool {
 	return false
 }
 
+// emptyDocument reports a document that holds nothing but null, such as the
+// one after a trailing `---`.
+func emptyDocument(n *yaml.Node) bool {
+	return n.Kind == yaml.DocumentNode && len(n.Content) == 1 && n.Content[0].Kind == yaml.ScalarNode && n.Content[0].Tag == "!!null"
+}
+
 // Parse decodes every YAML document of a file into services, strictly, and
 // validates each. Errors carry the file name and line.
 func Parse(file string, data []byte) ([]Service, error) {
@@ -401,7 +407,7 @@ func Parse(file string, data []byte) ([]Service, error) {
 		}
 		var s Service
 		serr := strict.Decode(&s)
-		if node.Kind == 0 || (node.Kind == yaml.DocumentNode && len(node.Content) == 0) {
+		if node.Kind == 0 || (node.Kind == yaml.DocumentNode && len(node.Content) == 0) || emptyDocument(&node) {
 			continue
 		}
 		if serr != nil {

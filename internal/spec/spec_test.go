@@ -45,6 +45,18 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+func TestParseSkipsEmptyDocuments(t *testing.T) {
+	doc := "service: a\nresources:\n  - name: x\n    kind: exec\n    command: [/bin/true]\n"
+	for _, text := range []string{"---\n" + doc, doc + "---\n", doc + "---\n---\n" + strings.Replace(doc, "a\n", "b\n", 1) + "---\n"} {
+		ss, err := Parse("svc.yaml", []byte(text))
+		if err != nil {
+			t.Errorf("%q: %v", text, err)
+		} else if len(ss) == 0 || ss[0].Name != "a" {
+			t.Errorf("%q: got %d services", text, len(ss))
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("service: web\nresources:\n  - name: www\n    kind: exec\n    command: [/bin/true]\n"))
 	f.Add([]byte("service: v\nresources:\n  - {name: a, kind: ip, address: 198.18.0.9/24, interface: eth0}\n---\n"))
