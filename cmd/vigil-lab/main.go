@@ -104,7 +104,11 @@ func upCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("lab up in %s; try: vigil-lab exec m1 -- vigil status; vigil-lab exec client -- vigil-lab get http://%s/\n", l.Dir, lab.FloatingIP)
+			s, err := l.State()
+			if err != nil {
+				return err
+			}
+			fmt.Printf("lab up in %s; try: vigil-lab exec m1 -- vigil status; vigil-lab exec client -- vigil-lab get %s\n", l.Dir, s.URL())
 			return nil
 		},
 	}
@@ -267,7 +271,7 @@ func workloadCmds() []*cobra.Command {
 			lab.Probe(c.Context(), os.Stdout, url, every, timeout)
 			return nil
 		}}
-	probe.Flags().StringVar(&url, "url", fmt.Sprintf("http://%s/", lab.FloatingIP), "the URL")
+	probe.Flags().StringVar(&url, "url", "http://198.18.0.100/", "the URL")
 	probe.Flags().DurationVar(&every, "every", 10*time.Millisecond, "interval between requests")
 	probe.Flags().DurationVar(&timeout, "timeout", 250*time.Millisecond, "per-request timeout")
 	get := &cobra.Command{Use: "get URL", Short: "(lab) GET URL once and print the body", Hidden: true, Args: cobra.ExactArgs(1),

@@ -31,6 +31,28 @@ type term struct {
 	fencing  map[string]bool                 // members being fenced; guarded by mu
 	links    map[string][]bool               // each member's own view of its links at its last renewal; guarded by mu
 	states   map[string]director.MemberState // the last state the director saw; guarded by mu
+	discFrom map[string]time.Time            // since when a member has reported no public link; guarded by mu
+}
+
+// disconnected reports whether member has reported no public link for at
+// least hold: one report is not enough, since a link that just came back
+// (or a peer that gossip briefly thought dead) makes a member report its
+// links down for a moment, and DISCONNECTED moves its services.
+func (t *term) disconnected(member string, reportsNone bool, now time.Time, hold time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !reportsNone {
+		delete(t.discFrom, member)
+		return false
+	}
+	if t.discFrom == nil {
+		t.discFrom = map[string]time.Time{}
+	}
+	from, ok := t.discFrom[member]
+	if !ok {
+		t.discFrom[member], from = now, now
+	}
+	return now.Sub(from) >= hold
 }
 
 // noteState records a member's state for placement and reports whether it
@@ -218,17 +240,26 @@ func (a *Agent) renewOnce(ctx context.Context) (bool, uint64) {
 		}
 	})
 	req := &rpc.RenewRequest{Member: a.cfg.Name, Links: a.ml.LinksAlive()}
-	deadline := time.Now().Add(a.prof.Renew)
+	// Every address at once: a link whose cable is pulled does not refuse
+	// a connection, it swallows it, and would eat the whole renewal
+	// period before the next address was tried.
+	cctx, cancel := context.WithTimeout(ctx, a.prof.Renew)
+	defer cancel()
+	type answer struct {
+		ok    bool
+		index uint64
+	}
+	answers := make(chan answer, len(addrs))
 	for _, ad := range addrs {
-		if time.Now().After(deadline) {
-			break
-		}
-		cctx, cancel := context.WithDeadline(ctx, deadline)
-		var resp rpc.RenewResponse
-		err := a.pool.Call(cctx, ad, "Renew", req, &resp)
-		cancel()
-		if err == nil && resp.Granted {
-			return true, resp.Index
+		go func() {
+			var resp rpc.RenewResponse
+			err := a.pool.Call(cctx, ad, "Renew", req, &resp)
+			answers <- answer{err == nil && resp.Granted, resp.Index}
+		}()
+	}
+	for range addrs {
+		if r := <-answers; r.ok {
+			return true, r.index
 		}
 	}
 	return false, 0
@@ -299,7 +330,7 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 	present, expected, needed := a.quorum()
 	in := director.Input{Now: now, TermStart: termStart, Lease: a.prof.Lease, Drift: leaseDrift,
 		Quorum: expected > 0 && present >= needed, Maintenance: st.Maintenance,
-		Fencing: len(st.Fencing) > 0, NoQuorumPolicy: director.NoQuorumStop}
+		Fencing: len(st.Fencing) > 0, NoQuorumPolicy: director.NoQuorumStop, Director: a.cfg.Name}
 	if st.Settings["no-quorum-policy"] == "freeze" && in.Fencing {
 		// Members cut off keep their services running (they do not abort
 		// when their lease ends), so only a fence may free them: a lease
@@ -329,6 +360,9 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 		}
 		reported := a.term.reportedLinks(n)
 		dm.State = memberCondition(n == a.cfg.Name, up && now.Sub(last) < silent, onLinks, reported)
+		if !a.term.disconnected(n, dm.State == director.MemberDisconnected, now, a.prof.Lease) && dm.State == director.MemberDisconnected {
+			dm.State = director.MemberUp
+		}
 		if a.term.noteState(n, dm.State) {
 			a.log.Info("director: member state for placement", "of", n, "state", dm.State, "gossip_up", up,
 				"since_renewal", now.Sub(last).Round(time.Millisecond), "seen_on_links", onLinks, "reports_links", reported)

@@ -946,7 +946,7 @@ func (d *decider) verdicts(s *Service, w *work) []verdict {
 
 // best returns the member to place s on, or -1: the first eligible favored
 // member, then any eligible member, by fewest services when s is balanced,
-// then by member id.
+// then not the director's own member, then by member id.
 func (d *decider) best(s *Service, vs []verdict) int {
 	best := -1
 	for _, j := range d.byID {
@@ -954,11 +954,16 @@ func (d *decider) best(s *Service, vs []verdict) int {
 		if !v.code.ok() {
 			continue
 		}
-		if best < 0 || d.better(s, v, vs[best]) {
+		if best < 0 || d.better(s, v, vs[best]) ||
+			!d.better(s, vs[best], v) && d.isDirector(best) && !d.isDirector(j) {
 			best = j
 		}
 	}
 	return best
+}
+
+func (d *decider) isDirector(j int) bool {
+	return d.in.Director != "" && d.in.Members[j].Name == d.in.Director
 }
 
 // better reports whether a ranks before b (ties go to the earlier one).
@@ -1084,10 +1089,19 @@ func (d *decider) choice(s *Service, vs []verdict, b int) string {
 	if eligible == 1 {
 		return r + m.Name + " is the only member that can run it"
 	}
-	if s.Spec.Balanced {
-		return r + m.Name + " hosts the fewest services (" + strconv.Itoa(int(v.n)) + ")"
+	spared := ""
+	for _, j := range d.byID {
+		if j == b {
+			break
+		}
+		if vs[j].code.ok() && d.isDirector(j) && !d.better(s, vs[j], v) && !d.better(s, v, vs[j]) {
+			spared = ", leaving " + d.in.Director + " to the director (one crash then never costs an election and a failover)"
+		}
 	}
-	return r + m.Name + " has the lowest id of the members that can run it"
+	if s.Spec.Balanced {
+		return r + m.Name + " hosts the fewest services (" + strconv.Itoa(int(v.n)) + ")" + spared
+	}
+	return r + m.Name + " has the lowest id of the members that can run it" + spared
 }
 
 // commit records the outcome for service s.

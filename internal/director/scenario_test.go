@@ -260,6 +260,8 @@ func (sc *scenario) cluster(rest []string) error {
 			sc.in.Maintenance, err = parseBool(v)
 		case "fencing":
 			sc.in.Fencing, err = parseBool(v)
+		case "director":
+			sc.in.Director = v
 		default:
 			return fmt.Errorf("cluster: unknown %s", k)
 		}

@@ -48,6 +48,11 @@ type Input struct {
 	// director never asks for a fence, and a failed stop leaves the service
 	// FAILED until the operator clears it.
 	Fencing bool
+	// Director is the member the director runs on ("" when unknown).
+	// Among members that rank equal for a service, placement leaves it
+	// free: a crash of the director's member then costs an election, not
+	// an election and a failover one after the other.
+	Director string
 
 	Members  []Member
 	Services []Service

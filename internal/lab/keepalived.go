@@ -12,21 +12,21 @@ import (
 // for the floating address with keepalived's defaults (advert_int 1,
 // priority 100, preemption on), every member BACKUP at start; equal
 // priorities elect the highest address.
-func keepalivedConf(m *Member) string {
+func keepalivedConf(s *State, m *Member) string {
 	return fmt.Sprintf(`global_defs {
     router_id %s
     enable_script_security
 }
 vrrp_instance web {
     state BACKUP
-    interface eth0
+    interface eth%d
     virtual_router_id 51
     advert_int 1
     virtual_ipaddress {
-        %s/24 dev eth0
+        %s/24 dev eth%d
     }
 }
-`, m.Name, FloatingIP)
+`, m.Name, s.Public(), s.Floating(), s.Public())
 }
 
 // startKeepalived starts keepalived (VRRP only, in the foreground) and the
@@ -45,7 +45,7 @@ func (l *Lab) startKeepalived(name string) error {
 		}
 		m.Daemons = nil
 		conf := filepath.Join(m.Home, "keepalived.conf")
-		if err := os.WriteFile(conf, []byte(keepalivedConf(m)), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(keepalivedConf(s, m)), 0o644); err != nil {
 			return err
 		}
 		pid, err := l.spawn(m, "keepalived.log", "keepalived", "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
@@ -75,11 +75,11 @@ func (l *Lab) Holder() (string, error) {
 		if !m.On {
 			continue
 		}
-		out, err := l.output("ip", "-n", m.NS, "-o", "-4", "addr", "show", "dev", "eth0")
+		out, err := l.output("ip", "-n", m.NS, "-o", "-4", "addr", "show", "dev", fmt.Sprintf("eth%d", s.Public()))
 		if err != nil {
 			continue
 		}
-		if strings.Contains(out, " "+FloatingIP+"/") {
+		if strings.Contains(out, " "+s.Floating()+"/") {
 			return m.Name, nil
 		}
 	}

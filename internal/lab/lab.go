@@ -29,11 +29,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Lab addresses: link L is 198.18.L.0/24; member i (from 1) is .10+i, the
-// client is .2 on link 0, and the floating address is .100 on link 0.
+// Lab addresses: link L is 198.18.L.0/24; member i (from 1) is .10+i. The
+// client (.2) and the floating address (.100) are on the public link, the
+// last one: with two links, link 0 is the private interconnect and link 1
+// the public network, as in TruCluster's and Sun Cluster's set-ups.
 const (
-	FloatingIP = "198.18.0.100"
-	clientIP   = "198.18.0.2"
 	gossipPort = 7000
 	apiPort    = 7080
 	// HTTPPort is where the web service's backend listens.
@@ -169,6 +169,17 @@ func (l *Lab) save(s *State) error {
 	}
 	return os.Rename(tmp, filepath.Join(l.Dir, "lab.json"))
 }
+
+// Public is the link the client and the floating address are on.
+func (s *State) Public() int { return s.Links - 1 }
+
+// Floating is the web service's floating address.
+func (s *State) Floating() string { return fmt.Sprintf("198.18.%d.100", s.Public()) }
+
+func (s *State) clientAddr() string { return fmt.Sprintf("198.18.%d.2", s.Public()) }
+
+// URL is the web service's address as the client asks it.
+func (s *State) URL() string { return fmt.Sprintf("http://%s:%d/", s.Floating(), HTTPPort) }
 
 // member finds a member by name.
 func (s *State) member(name string) (*Member, error) {

@@ -30,7 +30,7 @@ func (l *Lab) StartProber(ctx context.Context, every, timeout time.Duration) (*P
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	cmd, err := l.Command(ctx, "client", s.LabBin, "probe", "--url", fmt.Sprintf("http://%s:%d/", FloatingIP, HTTPPort),
+	cmd, err := l.Command(ctx, "client", s.LabBin, "probe", "--url", s.URL(),
 		"--every", every.String(), "--timeout", timeout.String())
 	if err != nil {
 		cancel()

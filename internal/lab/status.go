@@ -57,7 +57,7 @@ func (l *Lab) PrintStatus(ctx context.Context, w io.Writer) error {
 	}
 	if s.Mode == ModeKeepalived {
 		h, _ := l.Holder()
-		fmt.Fprintf(w, "floating address %s held by %q\n", FloatingIP, h)
+		fmt.Fprintf(w, "floating address %s held by %q\n", s.Floating(), h)
 		return nil
 	}
 	for _, m := range s.Members {

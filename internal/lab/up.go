@@ -120,7 +120,7 @@ func Up(ctx context.Context, o Options) (*Lab, error) {
 	if err := l.update(func(s *State) error { return l.buildNet(s) }); err != nil {
 		return fail(err)
 	}
-	l.logf("lab %s: %d members, %d link(s), client %s, in %s", id, o.Members, o.Links, clientIP, o.Dir)
+	l.logf("lab %s: %d members, %d link(s), client %s, in %s", id, o.Members, o.Links, s.clientAddr(), o.Dir)
 	switch o.Mode {
 	case ModeVigil:
 		if err := l.formCluster(ctx); err != nil {
@@ -171,13 +171,14 @@ func (l *Lab) buildNet(s *State) error {
 	if err := add(s.Client); err != nil {
 		return err
 	}
-	if err := cable(s.Client, "cl0", 0); err != nil {
+	pub := s.Public()
+	if err := cable(s.Client, fmt.Sprintf("cl%d", pub), pub); err != nil {
 		return err
 	}
-	if err := l.ip(s.Client, "addr", "add", clientIP+"/24", "dev", "eth0"); err != nil {
+	if err := l.ip(s.Client, "addr", "add", s.clientAddr()+"/24", "dev", fmt.Sprintf("eth%d", pub)); err != nil {
 		return err
 	}
-	if err := l.ip(s.Client, "link", "set", "eth0", "up"); err != nil {
+	if err := l.ip(s.Client, "link", "set", fmt.Sprintf("eth%d", pub), "up"); err != nil {
 		return err
 	}
 	for _, m := range s.Members {

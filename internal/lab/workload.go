@@ -30,7 +30,7 @@ func Mono() int64 {
 
 // webYAML is the lab's floating-IP service: the address on link 0 and an
 // HTTP backend that answers with its member's name.
-func webYAML(labBin string) string {
+func webYAML(s *State) string {
 	return fmt.Sprintf(`service: web
 description: the lab's floating address with an HTTP backend answering its member's name
 resources:
@@ -40,9 +40,9 @@ resources:
   - name: vip
     kind: ip
     address: %s/24
-    interface: eth0
+    interface: eth%d
 monitor_interval: 1s
-`, labBin, FloatingIP)
+`, s.LabBin, s.Floating(), s.Public())
 }
 
 // ApplyWeb applies the web service and waits for it to answer the client.
@@ -51,7 +51,7 @@ func (l *Lab) ApplyWeb(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := l.Apply(ctx, webYAML(s.LabBin)); err != nil {
+	if err := l.Apply(ctx, webYAML(s)); err != nil {
 		return err
 	}
 	return l.WaitWeb(ctx, 60*time.Second)
@@ -88,15 +88,20 @@ func (l *Lab) Apply(ctx context.Context, yamlText string) error {
 // WaitWeb waits until the client gets an answer from the floating address,
 // and returns nil then.
 func (l *Lab) WaitWeb(ctx context.Context, timeout time.Duration) error {
+	s, err := l.State()
+	if err != nil {
+		return err
+	}
+	url := s.URL()
 	deadline := time.Now().Add(timeout)
 	for {
 		who, err := l.Curl(ctx)
 		if err == nil && who != "" {
-			l.logf("web: %s answers on %s", who, FloatingIP)
+			l.logf("web: %s answers on %s", who, url)
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the web service did not answer the client on http://%s/ within %s: %v", FloatingIP, timeout, err)
+			return fmt.Errorf("the web service did not answer the client on %s within %s: %v", url, timeout, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -110,7 +115,7 @@ func (l *Lab) Curl(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out, err := l.Exec(ctx, "client", nil, s.LabBin, "get", fmt.Sprintf("http://%s:%d/", FloatingIP, HTTPPort))
+	out, err := l.Exec(ctx, "client", nil, s.LabBin, "get", s.URL())
 	return strings.TrimSpace(out), err
 }
 

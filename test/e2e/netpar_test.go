@@ -105,12 +105,10 @@ func portOf(t *testing.T, addr string) int {
 	return n
 }
 
-// TestLabNetparAndDisconnected: with two links per member, cutting a
-// member's interconnect (link 0) leaves it NETPAR: its service keeps
-// running there. Cutting its public link (link 1) leaves it DISCONNECTED:
-// its service is stopped there and moved. The service's own record shows it
-// never ran on two members at once.
-func TestLabNetparAndDisconnected(t *testing.T) {
+// TestLabNetpar: with two links per member, cutting a member's
+// interconnect (link 0) leaves it NETPAR: its service keeps running there,
+// and the service's own record shows it never ran on two members at once.
+func TestLabNetpar(t *testing.T) {
 	if !inNetns(t) {
 		return
 	}
@@ -168,19 +166,10 @@ func TestLabNetparAndDisconnected(t *testing.T) {
 		return m.State == client.MemberUp, m.State
 	})
 
-	// Cut its public link: it sees no one there and is DISCONNECTED; the
-	// service moves.
-	l1 := portOf(t, c.Members[vi].Links[1])
-	cutPorts(t, "vigil_disc", l1, l1+1)
-	s2, took := c.waitOnline(dir, "rec", victim, 30*time.Second)
-	t.Logf("rec moved from the DISCONNECTED %s to %s after %s", victim, s2.Owner, took)
-	// On one loopback a member's outgoing TCP still reaches the others'
-	// public link, so its view may flap back; the director must have seen
-	// it DISCONNECTED to move the service.
-	if !strings.Contains(c.logs.String(), "of="+victim+" state=DISCONNECTED") {
-		t.Errorf("the director never saw %s DISCONNECTED", victim)
-	}
-	healPorts(t, "vigil_disc")
+	// DISCONNECTED (a pulled public cable) is tested in the lab
+	// (test/lab): on one loopback a member still reaches the others'
+	// public ports, so its view of that link flaps, and the director wants
+	// a member to report its public links down for a whole lease.
 	time.Sleep(time.Second)
 	ivs := intervals(t, log)
 	for _, iv := range ivs {

@@ -124,21 +124,39 @@ func answerer(t *testing.T, l *lab.Lab, not string, within time.Duration) (strin
 	return "", 0
 }
 
-// memberState returns member's state as a live member other than it sees.
+// memberState returns member's state as the director sees it (other
+// members do not see the links each member reports).
 func memberState(t *testing.T, l *lab.Lab, member string) string {
 	t.Helper()
 	s, err := l.State()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range s.Members {
-		if m.Name == member || !m.On || m.Agent == 0 || m.Paused {
-			continue
+	status := func(m *lab.Member) *client.Status {
+		if !m.On || m.Agent == 0 || m.Paused {
+			return nil
 		}
 		c := client.New(client.Options{Socket: m.Socket(), Timeout: 3 * time.Second})
+		defer c.Close()
 		st, err := c.Status(t.Context())
-		c.Close()
 		if err != nil {
+			return nil
+		}
+		return st
+	}
+	for _, m := range s.Members {
+		st := status(m)
+		if st == nil || st.Director == "" {
+			continue
+		}
+		if dir := st.Director; dir != m.Name {
+			for _, d := range s.Members {
+				if d.Name == dir {
+					st = status(d)
+				}
+			}
+		}
+		if st == nil {
 			continue
 		}
 		for _, row := range st.Members {
@@ -237,23 +255,31 @@ func TestLabFaults3(t *testing.T) {
 		owner = who
 	})
 	t.Run("link-down", func(t *testing.T) {
-		x := other(members3, owner)
-		must(t, l.SetLink(x, 1, false))
-		time.Sleep(3 * time.Second)
-		if st := memberState(t, l, x); st != "UP" {
-			t.Errorf("%s with its second link down is %s, want UP (link 0 still carries everything)", x, st)
+		// The owner's public link (1, the client's): it is DISCONNECTED
+		// and web moves, gracefully.
+		must(t, l.SetLink(owner, 1, false))
+		waitState(t, l, owner, "DISCONNECTED", 15*time.Second)
+		who, took := answerer(t, l, owner, 20*time.Second)
+		t.Logf("public link of %s pulled: DISCONNECTED; %s answers after %s", owner, who, took.Round(time.Millisecond))
+		must(t, l.SetLink(owner, 1, true))
+		waitState(t, l, owner, "UP", 15*time.Second)
+		owner = who
+		// The owner's interconnect (0): it is NETPAR, renews over the
+		// public link, and web stays where it is.
+		must(t, l.SetLink(owner, 0, false))
+		waitState(t, l, owner, "NETPAR", 15*time.Second)
+		time.Sleep(2 * time.Second)
+		if who, _ := answerer(t, l, "", 5*time.Second); who != owner {
+			t.Errorf("NETPAR must keep web where it runs (%s); %s answers", owner, who)
 		}
-		must(t, l.SetLink(x, 1, true))
-		must(t, l.SetLink(x, 0, false))
-		waitState(t, l, x, "NETPAR", 15*time.Second)
-		must(t, l.SetLink(x, 0, true))
-		waitState(t, l, x, "UP", 15*time.Second)
+		must(t, l.SetLink(owner, 0, true))
+		waitState(t, l, owner, "UP", 15*time.Second)
 		must(t, l.WaitMembers(ctx, 3, 60*time.Second))
 	})
 	t.Run("loss", func(t *testing.T) {
 		x := other(members3, owner)
 		must(t, l.Netem(x, 30, 0))
-		out, _ := l.Exec(ctx, x, nil, "ping", "-c", "40", "-i", "0.02", "-q", "198.18.0.2")
+		out, _ := l.Exec(ctx, x, nil, "ping", "-c", "40", "-i", "0.02", "-q", mustMember(t, l, owner).Addrs[0])
 		t.Logf("ping from %s with 30%% loss each way: %s", x, lastLine(out, "packet loss"))
 		if !strings.Contains(out, "packet loss") || strings.Contains(out, " 0% packet loss") {
 			t.Errorf("no loss seen: %s", out)
@@ -270,7 +296,7 @@ func TestLabFaults3(t *testing.T) {
 		}
 		x := other(members3, owner)
 		must(t, l.Netem(x, 0, 20))
-		out, _ := l.Exec(ctx, x, nil, "ping", "-c", "5", "-i", "0.2", "198.18.0.2")
+		out, _ := l.Exec(ctx, x, nil, "ping", "-c", "5", "-i", "0.2", mustMember(t, l, owner).Addrs[0])
 		t.Log(lastLine(out, "rtt"))
 		must(t, l.Netem(x, 0, 0))
 	})
