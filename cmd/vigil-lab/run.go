@@ -93,6 +93,7 @@ func benchCmd(g *globals) *cobra.Command {
 	fo.Flags().StringVar(&o.Vigil, "vigil", defaultVigil(), "the vigil binary")
 	fo.Flags().BoolVar(&o.NoFencing, "no-fencing", false, "leave the lab's power switch out of vigil's fence devices (leases only)")
 	fo.Flags().Uint64Var(&o.Seed, "seed", 0, "seed for the crash phases (default: random, printed)")
+	fo.Flags().BoolVar(&o.OnDirector, "on-director", false, "move the service to the director's member before each crash (the worst case: an election and a failover)")
 	c.AddCommand(fo)
 	return c
 }

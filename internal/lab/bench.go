@@ -21,7 +21,10 @@ type BenchOptions struct {
 	LabBin    string
 	Keepalive bool // also run the trials against keepalived, in the same lab
 	NoFencing bool
-	Seed      uint64
+	// OnDirector first moves the service to the director's member, so
+	// every crash costs an election and a failover (the worst case).
+	OnDirector bool
+	Seed       uint64
 	Out       io.Writer
 	Log       io.Writer
 }
@@ -82,7 +85,10 @@ func BenchFailover(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	}
 	fmt.Fprintf(out, "failover benchmark: %d members, profile %s, %s, %d trials, seed %d\n", o.Members, o.Profile, fencing, o.Trials, o.Seed)
 	res := &BenchResult{}
-	res.Vigil, err = l.trials(ctx, out, "vigil", o.Trials, rng)
+	if o.OnDirector {
+		fmt.Fprintln(out, "each trial first moves the service to the director's member: every crash is of the director and the owner")
+	}
+	res.Vigil, err = l.trials(ctx, out, "vigil", o.Trials, rng, o.OnDirector)
 	if err != nil {
 		return res, err
 	}
@@ -94,7 +100,7 @@ func BenchFailover(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 	if err := l.switchToKeepalived(ctx); err != nil {
 		return res, err
 	}
-	res.Keepalived, err = l.trials(ctx, out, "keepalived", o.Trials, rng)
+	res.Keepalived, err = l.trials(ctx, out, "keepalived", o.Trials, rng, false)
 	if err != nil {
 		return res, err
 	}
@@ -108,7 +114,7 @@ func BenchFailover(ctx context.Context, o BenchOptions) (*BenchResult, error) {
 }
 
 // trials runs the crash trials against whatever the members run.
-func (l *Lab) trials(ctx context.Context, out io.Writer, peer string, n int, rng *rand.Rand) ([]Trial, error) {
+func (l *Lab) trials(ctx context.Context, out io.Writer, peer string, n int, rng *rand.Rand, onDirector bool) ([]Trial, error) {
 	p, err := l.StartProber(ctx, 10*time.Millisecond, 200*time.Millisecond)
 	if err != nil {
 		return nil, err
@@ -131,7 +137,16 @@ func (l *Lab) trials(ctx context.Context, out io.Writer, peer string, n int, rng
 		}
 		director := false
 		if s.Mode == ModeVigil {
-			director = l.director(ctx) == owner
+			d := l.director(ctx)
+			if onDirector && d != "" && d != owner {
+				if err := l.relocate(ctx, d); err != nil {
+					return res, fmt.Errorf("%s trial %d: %v", peer, i, err)
+				}
+				if owner, err = p.Steady(ctx, time.Second, 60*time.Second); err != nil {
+					return res, fmt.Errorf("%s trial %d: after relocating to %s: %v", peer, i, d, err)
+				}
+			}
+			director = d == owner
 		}
 		// A random moment within the heartbeat/renewal period, so the
 		// trials do not all hit one phase of it.
@@ -165,16 +180,29 @@ func (l *Lab) trials(ctx context.Context, out io.Writer, peer string, n int, rng
 	return res, nil
 }
 
+// relocate moves the web service to member to, through its CLI.
+func (l *Lab) relocate(ctx context.Context, to string) error {
+	m, err := l.Member(to)
+	if err != nil {
+		return err
+	}
+	s, err := l.State()
+	if err != nil {
+		return err
+	}
+	if out, err := l.output(s.Vigil, "--data-dir", m.Data, "service", "relocate", "web", "--to", to); err != nil {
+		return fmt.Errorf("relocate web to %s: %v: %s", to, err, out)
+	}
+	return nil
+}
+
 // director asks a live member who the director is.
 func (l *Lab) director(ctx context.Context) string {
 	s, err := l.State()
 	if err != nil {
 		return ""
 	}
-	for _, m := range s.Members {
-		if !alive(m.Agent) || m.Paused {
-			continue
-		}
+	for _, m := range s.live() {
 		c := client.New(client.Options{Socket: m.Socket(), Timeout: 2 * time.Second})
 		st, err := c.Status(ctx)
 		c.Close()

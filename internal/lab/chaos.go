@@ -360,10 +360,7 @@ func (l *Lab) waitOnline(ctx context.Context, services []string, timeout time.Du
 		if err != nil {
 			return err
 		}
-		for _, m := range s.Members {
-			if !alive(m.Agent) || m.Paused {
-				continue
-			}
+		for _, m := range s.live() {
 			cl := client.New(client.Options{Socket: m.Socket(), Timeout: 2 * time.Second})
 			list, err := cl.Services(ctx)
 			cl.Close()

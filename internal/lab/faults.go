@@ -13,11 +13,7 @@ import (
 
 // powerOnNet brings a member's cables up with its fixed addresses.
 func (l *Lab) powerOnNet(name string) error {
-	return l.update(func(s *State) error {
-		m, err := s.member(name)
-		if err != nil {
-			return err
-		}
+	return l.withMember(name, func(s *State, m *Member) error {
 		for k, a := range m.Addrs {
 			dev := fmt.Sprintf("eth%d", k)
 			if err := l.ip(m.NS, "addr", "replace", a+"/24", "dev", dev); err != nil {
@@ -35,11 +31,7 @@ func (l *Lab) powerOnNet(name string) error {
 // startAgent starts the member's vigil agent in its namespace, in a session
 // of its own, logging to HOME/agent.log.
 func (l *Lab) startAgent(name string) error {
-	return l.update(func(s *State) error {
-		m, err := s.member(name)
-		if err != nil {
-			return err
-		}
+	return l.withMember(name, func(s *State, m *Member) error {
 		if alive(m.Agent) {
 			return nil
 		}
@@ -92,11 +84,7 @@ func (l *Lab) Boot(name string) error {
 // (SIGKILL), its addresses are removed (floating ones included), its cables
 // go down and its netem settings go away, as a power-off would.
 func (l *Lab) Crash(name string) error {
-	return l.update(func(s *State) error {
-		m, err := s.member(name)
-		if err != nil {
-			return err
-		}
+	return l.withMember(name, func(s *State, m *Member) error {
 		n := killNS(m.NS, syscall.SIGKILL)
 		for k := range m.Addrs {
 			dev := fmt.Sprintf("eth%d", k)
@@ -116,11 +104,7 @@ func (l *Lab) Crash(name string) error {
 
 // KillAgent kills only the member's vigil agent (SIGKILL).
 func (l *Lab) KillAgent(name string) error {
-	return l.update(func(s *State) error {
-		m, err := s.member(name)
-		if err != nil {
-			return err
-		}
+	return l.withMember(name, func(s *State, m *Member) error {
 		if !alive(m.Agent) {
 			return fmt.Errorf("%s has no running agent to kill", m.Name)
 		}
@@ -136,11 +120,7 @@ func (l *Lab) KillAgent(name string) error {
 
 // Pause stops every process of the member (SIGSTOP), as a frozen VM.
 func (l *Lab) Pause(name string) error {
-	return l.update(func(s *State) error {
-		m, err := s.member(name)
-		if err != nil {
-			return err
-		}
+	return l.withMember(name, func(s *State, m *Member) error {
 		if !m.On {
 			return fmt.Errorf("%s is powered off; restart it first", m.Name)
 		}
@@ -153,11 +133,7 @@ func (l *Lab) Pause(name string) error {
 
 // Resume continues a paused member (SIGCONT).
 func (l *Lab) Resume(name string) error {
-	return l.update(func(s *State) error {
-		m, err := s.member(name)
-		if err != nil {
-			return err
-		}
+	return l.withMember(name, func(s *State, m *Member) error {
 		n := killNS(m.NS, syscall.SIGCONT)
 		m.Paused = false
 		l.logf("%s: resumed (%d processes continued)", m.Name, n)
@@ -319,11 +295,7 @@ func (l *Lab) syncSwitch(s *State) error {
 // SetLink pulls (up=false) or plugs back a member's cable on link k, at the
 // switch: the member sees its carrier go.
 func (l *Lab) SetLink(name string, k int, up bool) error {
-	return l.update(func(s *State) error {
-		m, err := s.member(name)
-		if err != nil {
-			return err
-		}
+	return l.withMember(name, func(s *State, m *Member) error {
 		if k < 0 || k >= s.Links {
 			return fmt.Errorf("link %d: this lab has links 0..%d", k, s.Links-1)
 		}
@@ -361,11 +333,7 @@ func (l *Lab) Netem(name string, lossPct, delayMS int) error {
 	if delayMS < 0 || delayMS > 10000 {
 		return fmt.Errorf("delay %d ms: give 0 to 10000 ms", delayMS)
 	}
-	return l.update(func(s *State) error {
-		m, err := s.member(name)
-		if err != nil {
-			return err
-		}
+	return l.withMember(name, func(s *State, m *Member) error {
 		if delayMS != m.Delay {
 			l.clearNetem(s, m)
 			if delayMS > 0 {

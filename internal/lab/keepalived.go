@@ -33,11 +33,7 @@ vrrp_instance web {
 // HTTP backend in the member's namespace. keepalived needs the backend on
 // every member all the time; vigil starts it with the service.
 func (l *Lab) startKeepalived(name string) error {
-	return l.update(func(s *State) error {
-		m, err := s.member(name)
-		if err != nil {
-			return err
-		}
+	return l.withMember(name, func(s *State, m *Member) error {
 		for _, p := range m.Daemons {
 			if alive(p) {
 				syscall.Kill(p, syscall.SIGKILL)

@@ -195,6 +195,28 @@ func (s *State) member(name string) (*Member, error) {
 	return nil, fmt.Errorf("no member %q in this lab; members: %s", name, strings.Join(names, ", "))
 }
 
+// withMember runs fn on the state and the named member under the lab lock.
+func (l *Lab) withMember(name string, fn func(*State, *Member) error) error {
+	return l.update(func(s *State) error {
+		m, err := s.member(name)
+		if err != nil {
+			return err
+		}
+		return fn(s, m)
+	})
+}
+
+// live lists the members whose agent runs and is not paused.
+func (s *State) live() []*Member {
+	var out []*Member
+	for _, m := range s.Members {
+		if alive(m.Agent) && !m.Paused {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // Member returns a copy of the named member.
 func (l *Lab) Member(name string) (*Member, error) {
 	s, err := l.State()

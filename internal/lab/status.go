@@ -60,10 +60,7 @@ func (l *Lab) PrintStatus(ctx context.Context, w io.Writer) error {
 		fmt.Fprintf(w, "floating address %s held by %q\n", s.Floating(), h)
 		return nil
 	}
-	for _, m := range s.Members {
-		if !alive(m.Agent) || m.Paused {
-			continue
-		}
+	for _, m := range s.live() {
 		out, _ := l.output(s.Vigil, "--data-dir", m.Data, "status")
 		fmt.Fprintf(w, "\n$ vigil status   (on %s)\n%s", m.Name, out)
 		break

@@ -69,10 +69,7 @@ func (l *Lab) Apply(ctx context.Context, yamlText string) error {
 	}
 	defer os.Remove(f)
 	var last error
-	for _, m := range s.Members {
-		if !alive(m.Agent) || m.Paused {
-			continue
-		}
+	for _, m := range s.live() {
 		out, err := l.output(s.Vigil, "--data-dir", m.Data, "apply", "-f", f)
 		if err == nil {
 			return nil

@@ -181,6 +181,25 @@ func waitState(t *testing.T, l *lab.Lab, member, want string, within time.Durati
 	t.Fatalf("%s is %q, want %s within %s", member, got, want, within)
 }
 
+// neighbour is the client's ARP entry for the floating address.
+func neighbour(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	s, err := l.State()
+	must(t, err)
+	out, _ := l.Exec(t.Context(), "client", nil, "ip", "neigh", "show", s.Floating())
+	return strings.TrimSpace(out)
+}
+
+// macOf is member's MAC address on the public link.
+func macOf(t *testing.T, l *lab.Lab, member string) string {
+	t.Helper()
+	s, err := l.State()
+	must(t, err)
+	out, err := l.Exec(t.Context(), member, nil, "cat", fmt.Sprintf("/sys/class/net/eth%d/address", s.Public()))
+	must(t, err)
+	return strings.TrimSpace(out)
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -218,8 +237,14 @@ func TestLabFaults3(t *testing.T) {
 
 	t.Run("crash", func(t *testing.T) {
 		must(t, l.Crash(owner))
+		before := neighbour(t, l)
 		who, took := answerer(t, l, owner, 20*time.Second)
-		t.Logf("crash of %s: %s answers the client after %s (its ARP entry was updated by gratuitous ARP)", owner, who, took.Round(time.Millisecond))
+		after, want := neighbour(t, l), macOf(t, l, who)
+		t.Logf("crash of %s: %s answers the client after %s; the client's ARP entry for the floating address went from %s to %s",
+			owner, who, took.Round(time.Millisecond), before, after)
+		if !strings.Contains(after, want) {
+			t.Errorf("the client's ARP entry is %q, want the new owner's %s (gratuitous ARP)", after, want)
+		}
 		waitState(t, l, owner, "DOWN", 10*time.Second)
 		must(t, l.Restart(owner))
 		must(t, l.WaitMembers(ctx, 3, 60*time.Second))
