@@ -2,6 +2,7 @@ package agent
 
 import (
 	"testing"
+	"time"
 
 	"github.com/vigil-cluster/vigil/internal/director"
 )
@@ -28,5 +29,36 @@ func TestMemberCondition(t *testing.T) {
 		if got := memberCondition(tc.self, tc.fresh, tc.seen, tc.reported); got != tc.want {
 			t.Errorf("%s: got %s, want %s", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestDisconnectedNeedsALeaseOfReports(t *testing.T) {
+	var tm term
+	t0 := time.Unix(1000, 0)
+	if tm.disconnected("m2", true, t0, time.Second) {
+		t.Error("one report made m2 DISCONNECTED")
+	}
+	if tm.disconnected("m2", true, t0.Add(900*time.Millisecond), time.Second) {
+		t.Error("DISCONNECTED before a lease of reports")
+	}
+	if !tm.disconnected("m2", true, t0.Add(time.Second), time.Second) {
+		t.Error("not DISCONNECTED after a lease of reports")
+	}
+	if tm.disconnected("m2", false, t0.Add(1100*time.Millisecond), time.Second) || tm.disconnected("m2", true, t0.Add(1200*time.Millisecond), time.Second) {
+		t.Error("a report with a public link up must restart the count")
+	}
+}
+
+func TestExcuseMovesRenewalsByTheStall(t *testing.T) {
+	tm := term{renewals: map[string]time.Time{}}
+	t0 := time.Unix(1000, 0)
+	tm.renewals["m1"], tm.renewals["m2"] = t0, t0.Add(900*time.Millisecond)
+	now := t0.Add(time.Second)
+	tm.excuse(500*time.Millisecond, now)
+	if got := tm.renewals["m1"]; !got.Equal(t0.Add(500 * time.Millisecond)) {
+		t.Errorf("m1 renewed at %v after the excuse, want +500ms", got.Sub(t0))
+	}
+	if got := tm.renewals["m2"]; !got.Equal(now) {
+		t.Errorf("m2 renewed at %v after the excuse, want no later than now", got.Sub(t0))
 	}
 }
