@@ -59,6 +59,7 @@ func chaosCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.Vigil, "vigil", defaultVigil(), "the vigil binary")
 	cmd.Flags().DurationVar(&o.Liveness, "liveness", 30*time.Second, "how long after the final heal every service may take to be ONLINE")
 	cmd.Flags().BoolVar(&keep, "keep", false, "leave the lab up afterwards (vigil-lab down removes it)")
+	cmd.Flags().StringVar(&o.SaveLogs, "save-logs", "", "copy every member's agent log here at the end (with violations they are saved to a temp dir anyway)")
 	return cmd
 }
 

@@ -30,6 +30,9 @@ type ChaosOptions struct {
 	// Liveness is how long, after the final heal, every service may take
 	// to be ONLINE (default 30 s: members boot, rejoin and start services).
 	Liveness time.Duration
+	// SaveLogs, when set, receives every member's agent log at the end;
+	// with violations they are saved to a temp dir anyway.
+	SaveLogs string
 	Out      io.Writer
 	Log      io.Writer
 }
@@ -50,6 +53,7 @@ type ServiceReport struct {
 	Name          string
 	Availability  float64
 	LongestOutage time.Duration
+	LongestAt     time.Duration // from the start of chaos
 	Outages       int
 }
 
@@ -102,6 +106,20 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 	if !keep {
 		defer l.Down()
 	}
+	var rep0 *ChaosReport
+	defer func() {
+		dir := o.SaveLogs
+		if dir == "" && rep0 != nil && len(rep0.Violations) > 0 {
+			dir = filepath.Join(os.TempDir(), fmt.Sprintf("vigil-chaos-%d-logs", o.Seed))
+		}
+		if dir != "" {
+			if err := l.saveLogs(dir); err != nil {
+				fmt.Fprintf(out, "saving the agents' logs: %v\n", err)
+			} else {
+				fmt.Fprintf(out, "the agents' logs are in %s\n", dir)
+			}
+		}
+	}()
 	s, err := l.State()
 	if err != nil {
 		return nil, err
@@ -143,8 +161,23 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 		l.cdbWriter(wctx, acks, &amu)
 	}()
 
-	from := Mono()
+	// Fencing powers a member off; as with Pacemaker's default fence
+	// action (reboot), a member vigil fenced boots again after a while.
+	// Only the schedule's own crashes keep a member off until their heal.
+	var crashMu sync.Mutex
+	crashed := map[string]bool{}
 	start := time.Now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.rebootFenced(wctx, out, start, func(n string) bool {
+			crashMu.Lock()
+			defer crashMu.Unlock()
+			return crashed[n]
+		})
+	}()
+
+	from := Mono()
 	for _, st := range steps {
 		if d := time.Until(start.Add(st.At)); d > 0 {
 			select {
@@ -154,6 +187,11 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 				return nil, ctx.Err()
 			case <-time.After(d):
 			}
+		}
+		if st.Fault == check.FaultCrash {
+			crashMu.Lock()
+			crashed[st.Members[0]] = !st.Heal
+			crashMu.Unlock()
 		}
 		err := l.step(st)
 		line := fmt.Sprintf("%s (done at %.3fs)", st, time.Since(start).Seconds())
@@ -204,10 +242,12 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 			rep.Violations = append(rep.Violations, fmt.Sprintf("%s: dual-active: %s", name, ov))
 		}
 		c := check.Cover(rs, from, to, 100*time.Millisecond)
-		rep.Services = append(rep.Services, ServiceReport{Name: name, Availability: c.Availability, LongestOutage: c.LongestOutage, Outages: c.Outages})
+		rep.Services = append(rep.Services, ServiceReport{Name: name, Availability: c.Availability, LongestOutage: c.LongestOutage,
+			LongestAt: time.Duration(c.LongestAt - from), Outages: c.Outages})
 	}
 	c := check.ProbeCoverage(prober.Probes(), from, to, 300*time.Millisecond)
-	rep.Services = append(rep.Services, ServiceReport{Name: "web (from the client)", Availability: c.Availability, LongestOutage: c.LongestOutage, Outages: c.Outages})
+	rep.Services = append(rep.Services, ServiceReport{Name: "web (from the client)", Availability: c.Availability, LongestOutage: c.LongestOutage,
+		LongestAt: time.Duration(c.LongestAt - from), Outages: c.Outages})
 
 	// Invariant 2: every acknowledged write is readable on every member.
 	amu.Lock()
@@ -242,7 +282,70 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 		}
 	}
 	rep.Print(out)
+	rep0 = rep
 	return rep, nil
+}
+
+// rebootDelay is how long a fenced member stays off before it boots again.
+const rebootDelay = 2 * time.Second
+
+// rebootFenced boots members that are off, unless the schedule crashed
+// them, rebootDelay after it first sees them off.
+func (l *Lab) rebootFenced(ctx context.Context, out io.Writer, start time.Time, crashed func(string) bool) {
+	offSince := map[string]time.Time{}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s, err := l.State()
+		if err != nil {
+			return
+		}
+		for _, m := range s.Members {
+			if m.On || crashed(m.Name) {
+				delete(offSince, m.Name)
+				continue
+			}
+			since, ok := offSince[m.Name]
+			if !ok {
+				offSince[m.Name] = time.Now()
+				continue
+			}
+			if time.Since(since) >= rebootDelay {
+				delete(offSince, m.Name)
+				if err := l.Restart(m.Name); err != nil {
+					fmt.Fprintf(out, "%9.3fs boot %s after its fence: %v\n", time.Since(start).Seconds(), m.Name, err)
+				} else {
+					fmt.Fprintf(out, "%9.3fs boot %s after its fence\n", time.Since(start).Seconds(), m.Name)
+				}
+			}
+		}
+	}
+}
+
+// saveLogs copies every member's logs into dir.
+func (l *Lab) saveLogs(dir string) error {
+	s, err := l.State()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, m := range s.Members {
+		b, err := os.ReadFile(filepath.Join(m.Home, "agent.log"))
+		if err != nil {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, m.Name+".log"), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // step applies one schedule step. Healing a fault also powers on a member
@@ -405,7 +508,8 @@ func (r *ChaosReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "CDB writes acknowledged: %d, lost: %d\n", r.Writes, r.WritesLost)
 	fmt.Fprintf(w, "every service ONLINE %s after the final heal\n", r.Online.Round(time.Millisecond))
 	for _, s := range r.Services {
-		fmt.Fprintf(w, "  %-22s availability %6.2f%%  outages %3d  longest %s\n", s.Name, 100*s.Availability, s.Outages, s.LongestOutage.Round(time.Millisecond))
+		fmt.Fprintf(w, "  %-22s availability %6.2f%%  outages %3d  longest %s (from %.1fs)\n", s.Name, 100*s.Availability, s.Outages,
+			s.LongestOutage.Round(time.Millisecond), s.LongestAt.Seconds())
 	}
 	fmt.Fprintf(w, "violations: %d\n", len(r.Violations))
 	for _, v := range r.Violations {

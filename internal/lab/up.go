@@ -420,6 +420,9 @@ func (l *Lab) Down() error {
 	}
 	var errs []string
 	for _, ns := range s.NS {
+		if _, err := os.Stat(filepath.Join("/run/netns", ns)); os.IsNotExist(err) {
+			continue // already gone (a down that ran before)
+		}
 		killNS(ns, syscall.SIGKILL)
 		if err := l.run("ip", "netns", "del", ns); err != nil {
 			errs = append(errs, err.Error())
