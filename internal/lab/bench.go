@@ -25,8 +25,8 @@ type BenchOptions struct {
 	// every crash costs an election and a failover (the worst case).
 	OnDirector bool
 	Seed       uint64
-	Out       io.Writer
-	Log       io.Writer
+	Out        io.Writer
+	Log        io.Writer
 }
 
 // Trial is one crash of the floating address's owner.
