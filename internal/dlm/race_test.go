@@ -1,0 +1,5 @@
+//go:build race
+
+package dlm
+
+const raceEnabled = true
