@@ -142,8 +142,13 @@ func (l *Lab) trials(ctx context.Context, out io.Writer, peer string, n int, rng
 				if err := l.relocate(ctx, d); err != nil {
 					return res, fmt.Errorf("%s trial %d: %v", peer, i, err)
 				}
-				if owner, err = p.Steady(ctx, time.Second, 60*time.Second); err != nil {
-					return res, fmt.Errorf("%s trial %d: after relocating to %s: %v", peer, i, d, err)
+				// The relocation is asynchronous: wait until the director's
+				// member answers, steadily.
+				deadline := time.Now().Add(60 * time.Second)
+				for owner != d {
+					if owner, err = p.Steady(ctx, time.Second, 60*time.Second); err != nil || time.Now().After(deadline) {
+						return res, fmt.Errorf("%s trial %d: after relocating to %s, %s answers: %v", peer, i, d, owner, err)
+					}
 				}
 			}
 			director = d == owner
