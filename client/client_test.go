@@ -242,4 +242,4 @@ func (b *backend) SetFenceDevice(ctx context.Context, d client.FenceDevice, by s
 	return nil
 }
 func (b *backend) RemoveFenceDevice(ctx context.Context, name, by string) error { return nil }
-func (b *backend) ConfirmFenced(ctx context.Context, member, by string) error    { return nil }
+func (b *backend) ConfirmFenced(ctx context.Context, member, by string) error   { return nil }
