@@ -1,6 +1,7 @@
 GO ?= go
 BIN := bin/vigil
 PKGS := ./...
+LABLOG ?= $${TMPDIR:-/tmp}/vigil-lab-test.log
 
 .PHONY: help build demo test lint bench fuzz lab-test lab-bench chaos clean
 
@@ -18,7 +19,10 @@ test: ## run every test with the race detector (multi-process tests included)
 	$(GO) vet $(PKGS)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) test -race -count=1 -timeout 25m $$($(GO) list $(PKGS) | grep -v /test/lab)
-	$(GO) test -race -count=1 -timeout 25m ./test/lab
+	@echo "go test -race -count=1 -timeout 25m -v ./test/lab  (log: $(LABLOG))"
+	@$(GO) test -race -count=1 -timeout 25m -v ./test/lab > $(LABLOG) 2>&1; rc=$$?; \
+	  grep -E '^(--- |ok |FAIL)|chaos seed [0-9]+ \(|violations:|VIOLATION|faults injected|CDB writes|availability|median|ratio|answers' $(LABLOG); \
+	  if [ $$rc -ne 0 ]; then tail -300 $(LABLOG); exit $$rc; fi
 
 lint: ## gofmt, go vet, staticcheck (when installed)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
