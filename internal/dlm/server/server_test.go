@@ -1,0 +1,233 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-cluster/vigil/internal/dlm"
+	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
+)
+
+// net connects servers in one process: Send calls the peer's Receive.
+type net struct {
+	mu   sync.Mutex
+	srvs map[string]*Server
+	cut  map[string]bool // "a>b": batches from a to b fail
+}
+
+func (n *net) send(ctx context.Context, b *Batch) (Ack, error) {
+	n.mu.Lock()
+	to, cut := n.srvs[b.To], n.cut[b.From+">"+b.To]
+	n.mu.Unlock()
+	if to == nil || cut {
+		return Ack{}, errors.New("unreachable")
+	}
+	return to.Receive(b), nil
+}
+
+type recorder struct {
+	mu  sync.Mutex
+	evs []cluster.Event
+	ch  chan cluster.Event
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan cluster.Event, 1024)} }
+
+func (r *recorder) on(ev cluster.Event) {
+	r.mu.Lock()
+	r.evs = append(r.evs, ev)
+	r.mu.Unlock()
+	r.ch <- ev
+}
+
+func (r *recorder) next(t *testing.T) cluster.Event {
+	t.Helper()
+	select {
+	case ev := <-r.ch:
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5s")
+	}
+	return cluster.Event{}
+}
+
+func newNet(t *testing.T, names ...string) (*net, View) {
+	t.Helper()
+	n := &net{srvs: map[string]*Server{}, cut: map[string]bool{}}
+	v := View{Number: 1, Members: map[string]uint64{}}
+	for _, m := range names {
+		s, err := New(Config{Member: m, Send: n.send})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		n.srvs[m] = s
+		v.Members[m] = s.Incarnation()
+	}
+	for _, s := range n.srvs {
+		if err := s.SetView(v); err != nil {
+			t.Fatal(err)
+		}
+		s.SetQuorum(true)
+	}
+	return n, v
+}
+
+func waitReady(t *testing.T, srvs ...*Server) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range srvs {
+		for !s.Ready() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not ready: %+v", s.Member(), s.Locks())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// rootOn finds a resource name mastered by member m in view v.
+func rootOn(v View, m string) string {
+	names := v.Names()
+	for i := 0; ; i++ {
+		r := "res" + string(rune('a'+i%26)) + string(rune('a'+i/26%26))
+		if cluster.Master(cluster.View{Number: v.Number, Members: names}, "app", r) == m {
+			return r
+		}
+	}
+}
+
+func TestRemoteLockAndBlocking(t *testing.T) {
+	n, v := newNet(t, "m1", "m2", "m3")
+	waitReady(t, n.srvs["m1"], n.srvs["m2"], n.srvs["m3"])
+	res := rootOn(v, "m3")
+	r1, r2 := newRecorder(), newRecorder()
+	s1, _ := n.srvs["m1"].Open(r1.on)
+	s2, _ := n.srvs["m2"].Open(r2.on)
+	id1, err := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := r1.next(t); ev.Kind != cluster.EventGranted || ev.Lock != id1 || ev.Token == 0 {
+		t.Fatalf("m1 got %+v", ev)
+	}
+	id2, err := s2.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.PR})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := r1.next(t); ev.Kind != cluster.EventBlocking || ev.Lock != id1 || ev.Blocked != id2 {
+		t.Fatalf("m1 got %+v, want blocking", ev)
+	}
+	if err := s1.Unlock(id1, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ev := r2.next(t); ev.Kind != cluster.EventGranted || ev.Lock != id2 {
+		t.Fatalf("m2 got %+v", ev)
+	}
+	// Closing a session releases its locks.
+	s2.Close()
+	id3, _ := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	if ev := r1.next(t); ev.Kind != cluster.EventGranted || ev.Lock != id3 {
+		t.Fatalf("m1 got %+v", ev)
+	}
+}
+
+func TestRetriesUntilDelivered(t *testing.T) {
+	n, v := newNet(t, "m1", "m2")
+	waitReady(t, n.srvs["m1"], n.srvs["m2"])
+	res := rootOn(v, "m2")
+	n.mu.Lock()
+	n.cut["m1>m2"] = true
+	n.mu.Unlock()
+	r1 := newRecorder()
+	s1, _ := n.srvs["m1"].Open(r1.on)
+	id, _ := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	time.Sleep(30 * time.Millisecond)
+	if len(r1.ch) != 0 {
+		t.Fatal("granted through a cut link")
+	}
+	n.mu.Lock()
+	n.cut["m1>m2"] = false
+	n.mu.Unlock()
+	if ev := r1.next(t); ev.Kind != cluster.EventGranted || ev.Lock != id {
+		t.Fatalf("got %+v", ev)
+	}
+	if st := n.srvs["m1"].Stats(); st.Retries == 0 {
+		t.Fatalf("no retries counted: %+v", st)
+	}
+}
+
+func TestLoseTellsClients(t *testing.T) {
+	n, v := newNet(t, "m1", "m2")
+	waitReady(t, n.srvs["m1"], n.srvs["m2"])
+	res := rootOn(v, "m2")
+	r1, r2 := newRecorder(), newRecorder()
+	s1, _ := n.srvs["m1"].Open(r1.on)
+	s2, _ := n.srvs["m2"].Open(r2.on)
+	id, _ := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	r1.next(t)
+	id2, _ := s2.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	if got := n.srvs["m1"].Lose("lease ending"); got != 1 {
+		t.Fatalf("Lose told %d locks", got)
+	}
+	// m1's clients hear of the loss at once.
+	ev := r1.next(t)
+	if ev.Kind == cluster.EventBlocking {
+		ev = r1.next(t)
+	}
+	if ev.Kind != cluster.EventLost || ev.Lock != id || !errors.Is(ev.Err, ErrLost) {
+		t.Fatalf("got %+v", ev)
+	}
+	if _, err := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX}); !errors.Is(err, ErrLost) {
+		t.Fatalf("enqueue after loss: %v", err)
+	}
+	// Without quorum m1 sends nothing; with it again the purge goes out.
+	n.srvs["m1"].SetQuorum(true)
+	if ev := r2.next(t); ev.Kind != cluster.EventGranted || ev.Lock != id2 {
+		t.Fatalf("m2 got %+v", ev)
+	}
+}
+
+func TestRestartedMemberIsOutUntilViewChanges(t *testing.T) {
+	n, v := newNet(t, "m1", "m2")
+	waitReady(t, n.srvs["m1"], n.srvs["m2"])
+	res := rootOn(v, "m1")
+	r1 := newRecorder()
+	s1, _ := n.srvs["m1"].Open(r1.on)
+	s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	r1.next(t)
+	// m2 restarts: a new incarnation sees the old view.
+	old := n.srvs["m2"]
+	old.Close()
+	m2, _ := New(Config{Member: "m2", Send: n.send})
+	t.Cleanup(m2.Close)
+	n.mu.Lock()
+	n.srvs["m2"] = m2
+	n.mu.Unlock()
+	m2.SetView(v)
+	m2.SetQuorum(true)
+	r2 := newRecorder()
+	s2, _ := m2.Open(r2.on)
+	if _, err := s2.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX}); !errors.Is(err, cluster.ErrNotMember) {
+		t.Fatalf("restarted member enqueued: %v", err)
+	}
+	// The director drops it, then takes it back with its new incarnation.
+	v2 := View{Number: 2, Members: map[string]uint64{"m1": v.Members["m1"]}}
+	v3 := View{Number: 3, Members: map[string]uint64{"m1": v.Members["m1"], "m2": m2.Incarnation()}}
+	for _, vv := range []View{v2, v3} {
+		n.srvs["m1"].SetView(vv)
+		m2.SetView(vv)
+	}
+	waitReady(t, n.srvs["m1"], m2)
+	s2, _ = m2.Open(r2.on)
+	id, err := s2.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.PR, Flags: dlm.NoQueue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := r2.next(t); ev.Kind != cluster.EventNotQueued || ev.Lock != id {
+		t.Fatalf("m2 got %+v: m1's EX must survive", ev)
+	}
+}
