@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-cluster/vigil/internal/api"
 	"github.com/vigil-cluster/vigil/internal/cdb"
 	"github.com/vigil-cluster/vigil/internal/config"
+	"github.com/vigil-cluster/vigil/internal/dlm/server"
 	"github.com/vigil-cluster/vigil/internal/lease"
 	"github.com/vigil-cluster/vigil/internal/lrm"
 	"github.com/vigil-cluster/vigil/internal/membership"
@@ -47,6 +48,7 @@ type Agent struct {
 	key        []byte
 	adminToken string
 	log        *slog.Logger
+	baseLog    *slog.Logger // log without the member attribute
 	level      *slog.LevelVar
 	started    time.Time
 
@@ -85,6 +87,14 @@ type Agent struct {
 	storeReady atomic.Pointer[cdb.Store]
 	// lastLeader is the last director this member knew of.
 	lastLeader atomic.Pointer[string]
+
+	// The lock manager (dlm.go).
+	dlm             *server.Server
+	dlmKick         chan struct{}
+	dlmIncs         dlmIncs // the director's record of reported incarnations
+	dlmLinkMu       sync.Mutex
+	dlmLink         map[string]int // guarded by dlmLinkMu: the link that last worked per member
+	dlmDeadlockWait time.Duration
 }
 
 // New loads the data dir. logOut receives the logs.
@@ -110,9 +120,9 @@ func New(dir string, level *slog.LevelVar, log *slog.Logger) (*Agent, error) {
 		level.Set(l)
 	}
 	return &Agent{dir: dir, cfg: cfg, prof: config.Profiles[cfg.Profile], id: id, key: key, adminToken: admin,
-		log: log.With("member", cfg.Name), level: level, started: time.Now(), kick: make(chan struct{}, 1),
+		log: log.With("member", cfg.Name), baseLog: log, level: level, started: time.Now(), kick: make(chan struct{}, 1),
 		removed: make(chan struct{}), agentState: client.AgentInitializing,
-		decideKick: make(chan struct{}, 1), lrmReady: make(chan struct{}), lrmKick: make(chan struct{}, 1), holder: lease.NewHolder(leaseConfig(config.Profiles[cfg.Profile]))}, nil
+		decideKick: make(chan struct{}, 1), dlmKick: make(chan struct{}, 1), dlmDeadlockWait: time.Second, lrmReady: make(chan struct{}), lrmKick: make(chan struct{}, 1), holder: lease.NewHolder(leaseConfig(config.Profiles[cfg.Profile]))}, nil
 }
 
 func (a *Agent) rpcAddr() string { return config.RPCAddress(a.cfg.Links[0]) }
@@ -186,6 +196,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("membership: %w", err)
 	}
+	if err := a.startDLM(); err != nil {
+		return err
+	}
 	for _, m := range a.muxes {
 		a.grpcs = append(a.grpcs, rpc.Serve(m, &node{a: a}, a.log))
 	}
@@ -195,6 +208,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	go a.joinLoop(ctx)
 	go a.leaseLoop(ctx)
 	go a.directorLoop(ctx)
+	go a.dlmLoop(ctx)
+	go a.dlmDeadlockLoop(ctx)
 	lrmCtx, stopLRM := context.WithCancel(context.Background())
 	defer stopLRM()
 	go a.lrmLoop(lrmCtx)
@@ -259,6 +274,9 @@ func (a *Agent) stop() {
 			g.Stop()
 		}
 	}
+	if a.dlm != nil {
+		a.dlm.Close()
+	}
 	if a.store != nil {
 		if a.store.IsLeader() {
 			// Hand the director role over rather than make the others wait
@@ -304,6 +322,10 @@ func (a *Agent) poke() {
 	a.kickDirector()
 	select {
 	case a.lrmKick <- struct{}{}:
+	default:
+	}
+	select {
+	case a.dlmKick <- struct{}{}:
 	default:
 	}
 }

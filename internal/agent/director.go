@@ -176,6 +176,7 @@ func (n *node) Renew(ctx context.Context, r *rpc.RenewRequest) (*rpc.RenewRespon
 	if !n.a.store.IsLeader() || !n.a.term.grant(r.Member, time.Now(), r.Links) {
 		return nil, cdb.ErrNotLeader
 	}
+	n.a.dlmIncs.note(r.Member, r.DLM)
 	return &rpc.RenewResponse{Granted: true, Index: n.a.store.FSMIndex()}, nil
 }
 
@@ -239,7 +240,7 @@ func (a *Agent) renewOnce(ctx context.Context) (bool, uint64) {
 			}
 		}
 	})
-	req := &rpc.RenewRequest{Member: a.cfg.Name, Links: a.ml.LinksAlive()}
+	req := &rpc.RenewRequest{Member: a.cfg.Name, Links: a.ml.LinksAlive(), DLM: a.dlm.Incarnation()}
 	// Every address at once: a link whose cable is pulled does not refuse
 	// a connection, it swallows it, and would eat the whole renewal
 	// period before the next address was tried.
@@ -409,6 +410,7 @@ func directorSpec(sv *cdb.Service) director.Spec {
 func (a *Agent) decideOnce(ctx context.Context, termStart time.Time, renewals map[string]time.Time) {
 	st := a.store.State()
 	a.clearFenced(ctx, st, renewals)
+	a.dlmViewOnce(ctx, st, time.Now(), termStart, renewals)
 	if len(st.Services) == 0 {
 		return
 	}

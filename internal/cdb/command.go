@@ -37,6 +37,7 @@ const (
 	OpFenceSet       Op = "fence-set"
 	OpFenceRemove    Op = "fence-remove"
 	OpFenced         Op = "fenced"
+	OpDLMView        Op = "dlm-view"
 )
 
 // Command is one entry of the Raft log. At is the proposer's clock, so that
@@ -61,6 +62,7 @@ type Command struct {
 	Report   *director.Event `json:"report,omitempty"`
 	Decide   *DecideArgs     `json:"decide,omitempty"`
 	Fence    *FenceDevice    `json:"fence,omitempty"`
+	DLMView  *DLMView        `json:"dlm_view,omitempty"`
 }
 
 // InitArgs create the cluster's first state.

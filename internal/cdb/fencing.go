@@ -121,5 +121,5 @@ func (s *State) applyFencing(c *Command) (any, error) {
 		}
 		return nil, nil
 	}
-	return nil, refuse(ErrRefused, "unknown command %q: this member's vigil is older than the one that wrote it; upgrade it", c.Op)
+	return s.applyDLM(c)
 }

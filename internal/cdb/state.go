@@ -35,6 +35,9 @@ type State struct {
 	// FencedMembers are members a fence confirmed off since they were last
 	// UP; the director clears an entry when the member is UP again.
 	FencedMembers map[string]Fenced `json:"fenced_members,omitempty"`
+
+	// DLMView is the lock manager's view, written by the director.
+	DLMView *DLMView `json:"dlm_view,omitempty"`
 }
 
 // Cluster holds the cluster-wide identity and attributes.

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vigil-cluster/vigil/internal/cdb"
+	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
+	"github.com/vigil-cluster/vigil/internal/dlm/server"
 	"github.com/vigil-cluster/vigil/internal/pki"
 )
 
@@ -66,6 +68,9 @@ type RenewRequest struct {
 	// Links says, per link, whether the member sees any other member on
 	// it (for DISCONNECTED).
 	Links []bool `json:"links,omitempty"`
+	// DLM is the incarnation of the member's lock manager (for the lock
+	// manager's view).
+	DLM uint64 `json:"dlm,omitempty"`
 }
 
 // RenewResponse answers a renewal.
@@ -88,6 +93,24 @@ type Node interface {
 	LogLevel(context.Context, *LogLevelRequest) (*Empty, error)
 	Backup(context.Context, *Empty) (*BackupResponse, error)
 	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
+
+	// The lock manager's traffic (package dlm/server): batches between
+	// members, and the director's deadlock search and `vigil locks`.
+	DLM(context.Context, *server.Batch) (*server.Ack, error)
+	DLMEdges(context.Context, *Empty) (*DLMEdgesResponse, error)
+	DLMAbort(context.Context, *DLMAbortRequest) (*Empty, error)
+	DLMLocks(context.Context, *Empty) (*cluster.Table, error)
+}
+
+// DLMEdgesResponse carries the wait-for edges of a member's masters.
+type DLMEdgesResponse struct {
+	Edges []cluster.Edge `json:"edges"`
+}
+
+// DLMAbortRequest asks the member of a deadlock victim's client to abort
+// its request.
+type DLMAbortRequest struct {
+	Lock cluster.LockID `json:"lock"`
 }
 
 const serviceName = "vigil.Node"
@@ -121,6 +144,10 @@ var serviceDesc = grpc.ServiceDesc{
 		method("LogLevel", Node.LogLevel),
 		method("Backup", Node.Backup),
 		method("Renew", Node.Renew),
+		method("DLM", Node.DLM),
+		method("DLMEdges", Node.DLMEdges),
+		method("DLMAbort", Node.DLMAbort),
+		method("DLMLocks", Node.DLMLocks),
 	},
 }
 

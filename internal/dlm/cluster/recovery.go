@@ -43,7 +43,7 @@ func (n *Node) SetView(now time.Time, v View) ([]Event, error) {
 		n.enter(prev, had)
 		out = n.progress(now)
 	} else {
-		out = n.leave()
+		out = n.leave(had)
 	}
 	return append(out, n.drainStash(now)...), nil
 }
@@ -100,7 +100,7 @@ func (n *Node) enter(prev View, had bool) {
 }
 
 // leave drops everything: this member is not in the view.
-func (n *Node) leave() []Event {
+func (n *Node) leave(had bool) []Event {
 	var out []Event
 	err := n.notMember("lock")
 	for _, id := range n.sortedIDs() {
@@ -112,7 +112,11 @@ func (n *Node) leave() []Event {
 	clear(n.departed)
 	n.resetMaster()
 	n.out = true
-	n.log.Warn("dlm: this member is not in the view: its clients' locks are lost", "view", n.view.Number)
+	if had {
+		n.log.Warn("dlm: this member is not in the view: its clients' locks are lost", "view", n.view.Number)
+	} else {
+		n.log.Info("dlm: this member is not in the view yet: the director adds it once it holds a lease", "view", n.view.Number)
+	}
 	return out
 }
 
