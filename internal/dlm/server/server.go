@@ -139,20 +139,20 @@ type Server struct {
 	now  func() time.Time
 
 	mu       sync.Mutex
-	node     *cluster.Node           // guarded by mu
-	view     View                    // guarded by mu; the last view given
-	hasView  bool                    // guarded by mu
-	quorum   bool                    // guarded by mu
-	sessions map[uint64]*Session     // guarded by mu
-	nextID   uint64                  // guarded by mu
-	peers    map[string]*peer        // guarded by mu: streams to the view's members
-	inbound  map[string]inbound      // guarded by mu: last batch applied per sender
-	closed   bool                    // guarded by mu
-	lostWhy  string                  // guarded by mu: why the last Lose happened
-	stats    Stats                   // guarded by mu
-	ctx      context.Context         // cancels the peers' sends at Close
-	cancel   context.CancelFunc      //
-	wg       sync.WaitGroup          // the peers' goroutines
+	node     *cluster.Node       // guarded by mu
+	view     View                // guarded by mu; the last view given
+	hasView  bool                // guarded by mu
+	quorum   bool                // guarded by mu
+	sessions map[uint64]*Session // guarded by mu
+	nextID   uint64              // guarded by mu
+	peers    map[string]*peer    // guarded by mu: streams to the view's members
+	inbound  map[string]inbound  // guarded by mu: last batch applied per sender
+	closed   bool                // guarded by mu
+	lostWhy  string              // guarded by mu: why the last Lose happened
+	stats    Stats               // guarded by mu
+	ctx      context.Context     // cancels the peers' sends at Close
+	cancel   context.CancelFunc  //
+	wg       sync.WaitGroup      // the peers' goroutines
 }
 
 type inbound struct {
