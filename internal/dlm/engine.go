@@ -789,6 +789,31 @@ func (e *Engine) PurgeOwner(o OwnerID, invalidate bool) []Event {
 	return e.ev
 }
 
+// OwnerLocks appends the ids of the locks of owner o to buf.
+func (e *Engine) OwnerLocks(o OwnerID, buf []LockID) []LockID {
+	ow := e.owners[o]
+	if ow == nil {
+		return buf
+	}
+	for l := ow.head; l != nil; {
+		buf = append(buf, l.id)
+		l = l.onext
+		if l == ow.head {
+			break
+		}
+	}
+	return buf
+}
+
+// Owners returns the owners that hold or wait for locks, in no order.
+func (e *Engine) Owners() []OwnerID {
+	out := make([]OwnerID, 0, len(e.owners))
+	for id := range e.owners {
+		out = append(out, id)
+	}
+	return out
+}
+
 // PurgeMember is PurgeOwner for every owner on a member (a lost member),
 // at once.
 func (e *Engine) PurgeMember(member string, invalidate bool) []Event {

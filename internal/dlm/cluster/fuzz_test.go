@@ -113,7 +113,7 @@ func checkNode(t *testing.T, n *Node) {
 	held := map[string][]dlm.Mode{}
 	for _, r := range n.eng.Export().Locks {
 		g, ok := n.byL[r.ID]
-		if !ok || n.byG[g].eid != r.ID {
+		if !ok || n.byG[g] != r.ID {
 			t.Fatalf("engine lock %d has no cluster id", r.ID)
 		}
 		if r.Queue != dlm.QueueWaiting {

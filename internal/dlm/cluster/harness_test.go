@@ -362,7 +362,7 @@ func (h *harness) applied(master, from string, op *Op, evs []Event, err error) {
 	// Arrival order of queued requests.
 	n := h.nodes[master]
 	if b, ok := n.byG[op.Lock]; ok && err == nil && (op.Kind == OpEnqueue || op.Kind == OpConvert) {
-		if rec, ok := n.eng.Lock(b.eid); ok && rec.Queue != dlm.QueueGranted {
+		if rec, ok := n.eng.Lock(b); ok && rec.Queue != dlm.QueueGranted {
 			h.arrivals++
 			h.arrival[op.Lock] = h.arrivals
 		}
@@ -917,7 +917,7 @@ func (h *harness) checkSettled() {
 			if !ok {
 				h.fatalf("%s: client lock %v (%v %v on %s%v) is not on its master %s", m, id, e.q, e.granted, e.ls, e.path, master)
 			}
-			rec, ok := mn.eng.Lock(b.eid)
+			rec, ok := mn.eng.Lock(b)
 			if !ok {
 				h.fatalf("%s: lock %v mapped on %s but not in its engine", m, id, master)
 			}
@@ -936,7 +936,7 @@ func (h *harness) checkSettled() {
 		for g, b := range n.byG {
 			on := h.nodes[g.Member]
 			if on == nil || on.table[g] == nil {
-				h.fatalf("%s masters %v of %v, which its member does not know", m, g, b.owner)
+				h.fatalf("%s masters %v (engine lock %d), which its member does not know", m, g, b)
 			}
 		}
 	}

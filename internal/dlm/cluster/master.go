@@ -10,37 +10,19 @@ import (
 
 var sprintf = fmt.Sprintf
 
-// binding is a lock this member masters: its engine id and owner.
-type binding struct {
-	eid   dlm.LockID
-	owner dlm.OwnerID
-}
-
-func (n *Node) bind(eid dlm.LockID, g LockID, o dlm.OwnerID) {
-	n.byG[g] = binding{eid, o}
+// bind records that this member masters cluster lock g as engine lock eid.
+func (n *Node) bind(eid dlm.LockID, g LockID) {
+	n.byG[g] = eid
 	n.byL[eid] = g
-	s := n.owned[o]
-	if s == nil {
-		s = map[LockID]struct{}{}
-		n.owned[o] = s
-	}
-	s[g] = struct{}{}
 }
 
 func (n *Node) unbind(g LockID) {
-	b, ok := n.byG[g]
+	eid, ok := n.byG[g]
 	if !ok {
 		return
 	}
-	delete(n.byL, b.eid)
+	delete(n.byL, eid)
 	delete(n.byG, g)
-	o := b.owner
-	if s := n.owned[o]; s != nil {
-		delete(s, g)
-		if len(s) == 0 {
-			delete(n.owned, o)
-		}
-	}
 }
 
 // apply runs one client operation on this member's engine, as the master
@@ -69,8 +51,7 @@ func (n *Node) applyOp(now time.Time, from string, op *Op) ([]Event, error) {
 		eid, evs, err = n.applyEnqueue(now, from, op)
 	case OpConvert, OpUnlock, OpCancel, OpDeadlock:
 		touched = append(touched, op.Lock)
-		b, ok := n.byG[op.Lock]
-		id := b.eid
+		id, ok := n.byG[op.Lock]
 		switch {
 		case !ok:
 			err = fail(name, op.Lock, dlm.ErrUnknownLock, "lock %v does not exist on master %s (released, completed, or never granted)", op.Lock, n.self)
@@ -94,8 +75,8 @@ func (n *Node) applyOp(now time.Time, from string, op *Op) ([]Event, error) {
 			err = fail(name, LockID{}, errInvalid, "owner %v is not a client of member %s", op.Owner, from)
 			break
 		}
-		for g := range n.owned[op.Owner] {
-			purged = append(purged, g)
+		for _, eid := range n.eng.OwnerLocks(op.Owner, nil) {
+			purged = append(purged, n.byL[eid])
 		}
 		evs = n.eng.PurgeOwner(op.Owner, true)
 	default:
@@ -162,7 +143,7 @@ func (n *Node) applyEnqueue(now time.Time, from string, op *Op) (dlm.LockID, []d
 	req := dlm.Request{Lockspace: op.Lockspace, Name: op.Path[len(op.Path)-1], Owner: op.Owner, Mode: op.Mode, Flags: op.Flags, Value: op.Value}
 	if !op.Parent.IsZero() {
 		pb, ok := n.byG[op.Parent]
-		pid := pb.eid
+		pid := pb
 		if !ok {
 			return 0, nil, fail(name, op.Lock, dlm.ErrUnknownLock, "parent lock %v does not exist on master %s: request the parent lock first", op.Parent, n.self)
 		}
@@ -175,7 +156,7 @@ func (n *Node) applyEnqueue(now time.Time, from string, op *Op) (dlm.LockID, []d
 	}
 	eid, evs, err := n.eng.Enqueue(now, req)
 	if err == nil {
-		n.bind(eid, op.Lock, op.Owner)
+		n.bind(eid, op.Lock)
 	}
 	return eid, evs, err
 }
@@ -216,11 +197,11 @@ func (n *Node) translate(evs []dlm.Event) []Event {
 // stateOf returns a lock's state on this master (Gone: it no longer
 // exists, and its mapping is dropped).
 func (n *Node) stateOf(g LockID) LockState {
-	b, ok := n.byG[g]
+	eid, ok := n.byG[g]
 	if !ok {
 		return LockState{Lock: g, Gone: true}
 	}
-	rec, ok := n.eng.Lock(b.eid)
+	rec, ok := n.eng.Lock(eid)
 	if !ok {
 		n.unbind(g)
 		return LockState{Lock: g, Gone: true}
@@ -241,6 +222,9 @@ func (n *Node) route(evs []Event, touched []LockID, requester string, reply *Rep
 	if n.hooks.routed != nil && len(evs) > 0 {
 		n.hooks.routed(n.self, evs)
 	}
+	if out, ok := n.routeLocal(evs, touched, requester, reply); ok {
+		return out
+	}
 	var bs map[string]*bucket
 	get := func(m string) *bucket {
 		if bs == nil {
@@ -257,12 +241,10 @@ func (n *Node) route(evs []Event, touched []LockID, requester string, reply *Rep
 		b := get(ev.Owner.Member)
 		b.events = append(b.events, ev)
 	}
-	seen := make(map[LockID]bool, len(touched))
-	for _, g := range touched {
-		if g.IsZero() || seen[g] {
+	for i, g := range touched {
+		if g.IsZero() || slices.Contains(touched[:i], g) {
 			continue
 		}
-		seen[g] = true
 		b := get(g.Member)
 		b.states = append(b.states, n.stateOf(g))
 	}
@@ -282,4 +264,30 @@ func (n *Node) route(evs []Event, touched []LockID, requester string, reply *Rep
 		n.send(m, Message{Kind: MsgUpdate, Reply: b.reply, Events: b.events, States: b.states})
 	}
 	return out
+}
+
+// routeLocal is route when everything concerns this member alone (a lock of
+// a local client on a resource mastered here: the common case), without
+// building the per-member buckets. ok is false when another member is
+// concerned.
+func (n *Node) routeLocal(evs []Event, touched []LockID, requester string, reply *Reply) ([]Event, bool) {
+	if reply != nil && requester != n.self {
+		return nil, false
+	}
+	for i := range evs {
+		if evs[i].Owner.Member != n.self {
+			return nil, false
+		}
+	}
+	var states []LockState
+	for i, g := range touched {
+		if g.IsZero() || slices.Contains(touched[:i], g) {
+			continue
+		}
+		if g.Member != n.self {
+			return nil, false
+		}
+		states = append(states, n.stateOf(g))
+	}
+	return n.receive(n.self, reply, states, evs), true
 }

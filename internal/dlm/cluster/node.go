@@ -71,9 +71,8 @@ type Node struct {
 
 	// Master side.
 	eng   *dlm.Engine
-	byG   map[LockID]binding
+	byG   map[LockID]dlm.LockID
 	byL   map[dlm.LockID]LockID
-	owned map[dlm.OwnerID]map[LockID]struct{} // mastered locks by owner
 	floor uint64                              // the engine's token floor
 
 	// Views.
@@ -130,9 +129,10 @@ type entry struct {
 	seq          uint64
 	pendingValue *dlm.Value
 
-	value     dlm.Value
-	valueSeen bool // value is what the latest grant reported, valid
-	token     uint64
+	// value is the value block the latest grant reported valid (nil:
+	// none: most locks never use value blocks).
+	value *dlm.Value
+	token uint64
 
 	// at is the member whose engine holds the lock ("" while in transit
 	// in a recovery); sentTo and sentIn: where and in which view the lock
@@ -174,9 +174,8 @@ func New(cfg Config) (*Node, error) {
 
 func (n *Node) resetMaster() {
 	n.eng, _ = dlm.New(n.cfg.Engine)
-	n.byG = map[LockID]binding{}
+	n.byG = map[LockID]dlm.LockID{}
 	n.byL = map[dlm.LockID]LockID{}
-	n.owned = map[dlm.OwnerID]map[LockID]struct{}{}
 	n.floor = 0
 }
 
@@ -514,8 +513,11 @@ func (n *Node) receive(from string, reply *Reply, states []LockState, evs []Even
 		}
 		if ev.Kind == EventGranted {
 			e.token = ev.Token
-			e.valueSeen = ev.ValBlk && ev.ValueValid
-			e.value = ev.Value
+			e.value = nil
+			if ev.ValBlk && ev.ValueValid {
+				v := ev.Value
+				e.value = &v
+			}
 		}
 		ev.Err = nil
 		out = append(out, ev)

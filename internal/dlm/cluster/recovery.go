@@ -410,7 +410,8 @@ func (n *Node) startRecovery(now time.Time) []Event {
 	// Members not in the view, and members that left since the last
 	// purge and came back (their new incarnation has no lock here yet).
 	gone := map[string]bool{}
-	for o := range n.owned {
+	owners := n.eng.Owners()
+	for _, o := range owners {
 		if !n.view.Has(o.Member) || n.departed[o.Member] {
 			gone[o.Member] = true
 		}
@@ -418,10 +419,12 @@ func (n *Node) startRecovery(now time.Time) []Event {
 	clear(n.departed)
 	if len(gone) > 0 {
 		var ids []LockID
-		for o, s := range n.owned {
+		var eids []dlm.LockID
+		for _, o := range owners {
 			if gone[o.Member] {
-				for g := range s {
-					ids = append(ids, g)
+				eids = n.eng.OwnerLocks(o, eids[:0])
+				for _, eid := range eids {
+					ids = append(ids, n.byL[eid])
 				}
 			}
 		}
@@ -676,7 +679,7 @@ func meet(a, b dlm.Mode) dlm.Mode {
 func (e *entry) transfer(v View, lost []*Op) LockRecord {
 	uncertain := e.at == "" || !v.Has(e.at)
 	g := e.granted
-	vouch := e.q == dlm.QueueGranted && (g == dlm.PW || g == dlm.EX) && e.valueSeen && len(lost) == 0
+	vouch := e.q == dlm.QueueGranted && (g == dlm.PW || g == dlm.EX) && e.value != nil && len(lost) == 0
 	if uncertain && e.q == dlm.QueueConverting {
 		g = meet(g, e.req)
 	}
@@ -702,7 +705,7 @@ func (e *entry) transfer(v View, lost []*Op) LockRecord {
 	rec := LockRecord{Lock: e.id, Lockspace: e.ls, Path: e.path, Parent: e.parent, Owner: e.owner, Queue: e.q,
 		Granted: g, Requested: e.req, Flags: e.flags, Seq: e.seq, PendingValue: e.pendingValue, Token: e.token}
 	if vouch {
-		rec.Vouch, rec.Value = true, e.value
+		rec.Vouch, rec.Value = true, *e.value
 	}
 	return rec
 }
@@ -809,7 +812,7 @@ func (n *Node) importStep(now time.Time) []Event {
 		imported := map[LockID]bool{}
 		for i := range extra {
 			lr := gOf[extra[i].ID]
-			n.bind(extra[i].ID, lr.Lock, lr.Owner)
+			n.bind(extra[i].ID, lr.Lock)
 			imported[lr.Lock] = true
 		}
 		var res []Event

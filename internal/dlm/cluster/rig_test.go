@@ -162,7 +162,7 @@ func (r *rig) state(id LockID) string {
 	for _, m := range sortedKeys(r.nodes) {
 		n := r.nodes[m]
 		if b, ok := n.byG[id]; ok {
-			rec, _ := n.eng.Lock(b.eid)
+			rec, _ := n.eng.Lock(b)
 			out = fmt.Sprintf("%v %v@%s", rec.Queue, rec.Granted, m)
 		}
 	}
