@@ -73,7 +73,7 @@ type Node struct {
 	eng   *dlm.Engine
 	byG   map[LockID]dlm.LockID
 	byL   map[dlm.LockID]LockID
-	floor uint64                              // the engine's token floor
+	floor uint64 // the engine's token floor
 
 	// Views.
 	view     View

@@ -3,8 +3,8 @@ package server
 import (
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 
