@@ -58,6 +58,9 @@ type Request struct {
 	// value block when the lock held PW or EX and converts to an equal or
 	// lower mode (at the grant, if the conversion waits). nil: read only.
 	Value *Value
+	// Tag is an opaque number the caller keeps with a new lock (Tag,
+	// Record.Tag); ignored for a conversion.
+	Tag uint64
 }
 
 // Engine is the lock engine of one resource master. It is not safe for
@@ -126,6 +129,7 @@ type lock struct {
 	req          Mode // requested mode (converting and waiting locks)
 	q            Queue
 	flags        Flags // of the latest accepted request
+	tag          uint64
 }
 
 // wait is the state of a queued request.
@@ -353,13 +357,13 @@ func (e *Engine) enqueue(now time.Time, r *Request) (LockID, error) {
 	id := e.nextID
 	e.nextID++
 	if !grant && r.Flags&NoQueue != 0 {
-		e.ev = append(e.ev, Event{Kind: EventNotQueued, Lock: id, Owner: r.Owner, Mode: r.Mode})
+		e.ev = append(e.ev, Event{Kind: EventNotQueued, Lock: id, Owner: r.Owner, Mode: r.Mode, Tag: r.Tag})
 		return id, nil
 	}
 	if res == nil {
 		res = e.newResource(ls, p, r)
 	}
-	l := &lock{id: id, res: res, parent: p, flags: r.Flags, req: r.Mode}
+	l := &lock{id: id, res: res, parent: p, flags: r.Flags, req: r.Mode, tag: r.Tag}
 	o := e.owners[r.Owner]
 	if o == nil {
 		o = e.newOwner(r.Owner)
@@ -460,7 +464,7 @@ func (e *Engine) convert(now time.Time, r *Request) (LockID, error) {
 		return l.id, nil
 	}
 	if r.Flags&NoQueue != 0 {
-		e.ev = append(e.ev, Event{Kind: EventNotQueued, Lock: l.id, Owner: l.owner.id, Mode: r.Mode})
+		e.ev = append(e.ev, Event{Kind: EventNotQueued, Lock: l.id, Owner: l.owner.id, Mode: r.Mode, Tag: l.tag})
 		return l.id, nil
 	}
 	l.flags = r.Flags
@@ -512,7 +516,7 @@ func (e *Engine) grant(l *lock, m Mode, v *Value) {
 	if r.token > e.floor {
 		e.floor = r.token
 	}
-	e.ev = append(e.ev, Event{Kind: EventGranted, Lock: l.id, Owner: l.owner.id, Mode: m, Token: r.token})
+	e.ev = append(e.ev, Event{Kind: EventGranted, Lock: l.id, Owner: l.owner.id, Mode: m, Token: r.token, Tag: l.tag})
 	if l.flags&ValBlk != 0 {
 		ev := &e.ev[len(e.ev)-1]
 		ev.ValueValid = !r.invalid
@@ -609,7 +613,7 @@ func (e *Engine) flush() {
 			continue
 		}
 		b.w.notified = append(b.w.notified, g.id)
-		e.ev = append(e.ev, Event{Kind: EventBlocking, Lock: g.id, Owner: g.owner.id, Mode: b.req, Blocked: b.id})
+		e.ev = append(e.ev, Event{Kind: EventBlocking, Lock: g.id, Owner: g.owner.id, Mode: b.req, Blocked: b.id, Tag: g.tag})
 	}
 	clear(e.pend)
 	e.pend = e.pend[:0]
@@ -697,7 +701,7 @@ func (e *Engine) Unlock(id LockID, flags Flags, v *Value) ([]Event, error) {
 	}
 	r := l.res
 	if l.q == QueueConverting {
-		e.ev = append(e.ev, Event{Kind: EventCanceled, Lock: l.id, Owner: l.owner.id, Mode: l.req})
+		e.ev = append(e.ev, Event{Kind: EventCanceled, Lock: l.id, Owner: l.owner.id, Mode: l.req, Tag: l.tag})
 	}
 	if v != nil && (l.granted == PW || l.granted == EX) {
 		r.write(v)
@@ -759,7 +763,7 @@ func (e *Engine) Cancel(id LockID) ([]Event, error) {
 // request is removed, a conversion goes back to the granted queue.
 func (e *Engine) abort(l *lock, kind EventKind) {
 	r := l.res
-	e.ev = append(e.ev, Event{Kind: kind, Lock: l.id, Owner: l.owner.id, Mode: l.req})
+	e.ev = append(e.ev, Event{Kind: kind, Lock: l.id, Owner: l.owner.id, Mode: l.req, Tag: l.tag})
 	if l.q == QueueWaiting {
 		e.remove(l)
 	} else {
@@ -787,6 +791,15 @@ func (e *Engine) PurgeOwner(o OwnerID, invalidate bool) []Event {
 	}
 	e.purge(invalidate)
 	return e.ev
+}
+
+// Tag returns the owner and the tag of lock id.
+func (e *Engine) Tag(id LockID) (OwnerID, uint64, bool) {
+	l := e.locks[id]
+	if l == nil {
+		return OwnerID{}, 0, false
+	}
+	return l.owner.id, l.tag, true
 }
 
 // OwnerLocks appends the ids of the locks of owner o to buf.

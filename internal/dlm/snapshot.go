@@ -29,6 +29,8 @@ type Record struct {
 	// Seq orders each queue: the sequence number of the request (converting,
 	// waiting) or of the lock's latest grant (granted).
 	Seq uint64
+	// Tag is the caller's tag of the lock (Request.Tag).
+	Tag uint64
 	// PendingValue is the value a queued conversion writes when granted.
 	PendingValue *Value
 	// Value, ValueValid and Token are the resource's: its value block and
@@ -64,6 +66,7 @@ func (l *lock) record(path []string) Record {
 		Requested:  l.req,
 		Flags:      l.flags,
 		Seq:        l.seq,
+		Tag:        l.tag,
 		ValueValid: !r.invalid,
 		Token:      r.token,
 	}
@@ -273,7 +276,7 @@ func (e *Engine) Import(now time.Time, sources ...Snapshot) ([]Event, error) {
 	for _, g := range order {
 		for _, it := range g.items {
 			rec := it.rec
-			l := &lock{id: rec.ID, res: g.r, flags: rec.Flags, seq: rec.Seq, q: rec.Queue, granted: rec.Granted, req: rec.Requested}
+			l := &lock{id: rec.ID, res: g.r, flags: rec.Flags, seq: rec.Seq, q: rec.Queue, granted: rec.Granted, req: rec.Requested, tag: rec.Tag}
 			o := e.owners[rec.Owner]
 			if o == nil {
 				o = e.newOwner(rec.Owner)

@@ -237,4 +237,6 @@ type Event struct {
 	// (a PW or EX holder was lost, or InvalidateValue).
 	ValueValid bool
 	Value      Value
+	// Tag is Lock's tag (Request.Tag).
+	Tag uint64
 }

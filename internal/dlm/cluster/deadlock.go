@@ -25,7 +25,7 @@ func (n *Node) WaitEdges(now time.Time) []Edge {
 	evs := n.eng.WaitEdges(now)
 	out := make([]Edge, 0, len(evs))
 	for _, e := range evs {
-		g, ok := n.byL[e.Lock]
+		g, ok := n.gidOK(e.Lock)
 		if !ok {
 			continue
 		}
@@ -87,7 +87,7 @@ func (n *Node) AbortDeadlock(now time.Time, id LockID) ([]Event, error) {
 	unknown := fail(name, id, dlm.ErrUnknownLock, "lock %v is not queued on any master this member knows: search again", id)
 	switch {
 	case id.Member == n.self:
-		e := n.table[id]
+		e := n.table.get(id)
 		if e == nil {
 			return nil, unknown
 		}

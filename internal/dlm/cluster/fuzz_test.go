@@ -112,7 +112,7 @@ func checkNode(t *testing.T, n *Node) {
 	t.Helper()
 	held := map[string][]dlm.Mode{}
 	for _, r := range n.eng.Export().Locks {
-		g, ok := n.byL[r.ID]
+		g, ok := n.gidOK(r.ID)
 		if !ok || n.byG[g] != r.ID {
 			t.Fatalf("engine lock %d has no cluster id", r.ID)
 		}
@@ -126,8 +126,8 @@ func checkNode(t *testing.T, n *Node) {
 			held[k] = append(held[k], r.Granted)
 		}
 	}
-	if len(n.byG) != n.eng.Len() || len(n.byL) != n.eng.Len() {
-		t.Fatalf("%d cluster ids, %d engine ids, %d locks", len(n.byG), len(n.byL), n.eng.Len())
+	if len(n.byG) != n.eng.Len() {
+		t.Fatalf("%d cluster ids, %d locks", len(n.byG), n.eng.Len())
 	}
 	n.Locks()
 }

@@ -606,7 +606,7 @@ func (h *harness) pick(n *Node, owner *dlm.OwnerID) LockID {
 	}
 	var ids []LockID
 	for _, id := range n.sortedIDs() {
-		if owner == nil || n.table[id].owner == *owner {
+		if owner == nil || n.table.get(id).owner == *owner {
 			ids = append(ids, id)
 		}
 	}
@@ -650,7 +650,7 @@ func (h *harness) enqueue(n *Node, o dlm.OwnerID) {
 			own = nil
 		}
 		r.Parent, r.Name = h.pick(n, own), kids[h.rng.IntN(len(kids))]
-		if e := n.table[r.Parent]; e != nil {
+		if e := n.table.get(r.Parent); e != nil {
 			r.Lockspace = e.ls
 			if h.rng.IntN(10) == 0 {
 				r.Lockspace = "other"
@@ -700,7 +700,7 @@ func (h *harness) convert(n *Node) {
 	h.logf("%s convert %v %v %v value=%v -> %v", n.self, r.Lock, r.Mode, r.Flags, r.Value != nil, err)
 	h.lastOp[r.Lock] = h.step
 	if err != nil {
-		if n.table[r.Lock] != nil {
+		if n.table.get(r.Lock) != nil {
 			h.fatalf("convert of a known lock refused: %v", err)
 		}
 		return
@@ -720,7 +720,7 @@ func (h *harness) unlock(n *Node) {
 	evs, err := n.Unlock(h.now, id, f, v)
 	h.logf("%s unlock %v %v value=%v -> %v", n.self, id, f, v != nil, err)
 	h.lastOp[id] = h.step
-	if err != nil && n.table[id] != nil {
+	if err != nil && n.table.get(id) != nil {
 		h.fatalf("unlock of a known lock refused: %v", err)
 	}
 	h.got(n.self, evs)
@@ -731,7 +731,7 @@ func (h *harness) cancel(n *Node) {
 	evs, err := n.Cancel(h.now, id)
 	h.logf("%s cancel %v -> %v", n.self, id, err)
 	h.lastOp[id] = h.step
-	if err != nil && n.table[id] != nil {
+	if err != nil && n.table.get(id) != nil {
 		h.fatalf("cancel of a known lock refused: %v", err)
 	}
 	h.got(n.self, evs)
@@ -840,18 +840,18 @@ func (h *harness) checkGranted() {
 			if r.Queue != dlm.QueueWaiting {
 				for _, o := range byRes[k] {
 					if !dlm.Compatible(o.mode, r.Granted) {
-						h.fatalf("invariant 3: %v (%v on %s) and %v (%v on %s) are both granted on %s%v", o.id, o.mode, o.master, n.byL[r.ID], r.Granted, m, r.Lockspace, r.Path)
+						h.fatalf("invariant 3: %v (%v on %s) and %v (%v on %s) are both granted on %s%v", o.id, o.mode, o.master, n.gid(r.ID), r.Granted, m, r.Lockspace, r.Path)
 					}
 				}
-				byRes[k] = append(byRes[k], held{m, n.byL[r.ID], r.Granted})
+				byRes[k] = append(byRes[k], held{m, n.gid(r.ID), r.Granted})
 			}
 			if r.Queue != dlm.QueueGranted {
 				if last[k] == nil {
 					last[k] = map[dlm.Queue]int{}
 				}
-				a := h.arrival[n.byL[r.ID]]
+				a := h.arrival[n.gid(r.ID)]
 				if a < last[k][r.Queue] {
-					h.fatalf("queue order on %s%v (%v queue at %s): %v arrived before the request ahead of it", r.Lockspace, r.Path, r.Queue, m, n.byL[r.ID])
+					h.fatalf("queue order on %s%v (%v queue at %s): %v arrived before the request ahead of it", r.Lockspace, r.Path, r.Queue, m, n.gid(r.ID))
 				}
 				last[k][r.Queue] = a
 			}
@@ -869,7 +869,7 @@ func (h *harness) checkStable() {
 			delete(h.stable, id)
 			continue
 		}
-		e := n.table[id]
+		e := n.table.get(id)
 		if e == nil || e.q != dlm.QueueGranted || e.granted != st.mode {
 			state := "gone"
 			if e != nil {
@@ -907,7 +907,7 @@ func (h *harness) checkSettled() {
 			h.fatalf("%s has %d pending, %d to resend, %d held after settling", m, len(n.pending), len(n.reissue), len(n.held))
 		}
 		for _, id := range n.sortedIDs() {
-			e := n.table[id]
+			e := n.table.get(id)
 			if e.q == 0 {
 				h.fatalf("%s: lock %v was never confirmed", m, id)
 			}
@@ -923,7 +923,7 @@ func (h *harness) checkSettled() {
 			}
 			var parent LockID
 			if rec.Parent != 0 {
-				parent = mn.byL[rec.Parent]
+				parent = mn.gid(rec.Parent)
 			}
 			if rec.Queue != e.q || rec.Granted != e.granted || rec.Requested != e.req || rec.Flags != e.flags || rec.Seq != e.seq ||
 				rec.Owner != e.owner || rec.Lockspace != e.ls || !slices.Equal(rec.Path, e.path) || parent != e.parent ||
@@ -935,7 +935,7 @@ func (h *harness) checkSettled() {
 		}
 		for g, b := range n.byG {
 			on := h.nodes[g.Member]
-			if on == nil || on.table[g] == nil {
+			if on == nil || on.table.get(g) == nil {
 				h.fatalf("%s masters %v (engine lock %d), which its member does not know", m, g, b)
 			}
 		}
@@ -945,7 +945,7 @@ func (h *harness) checkSettled() {
 		if c == 0 || n == nil {
 			continue
 		}
-		e := n.table[id]
+		e := n.table.get(id)
 		if c > 1 || e == nil || e.q == dlm.QueueGranted {
 			h.fatalf("lock %v: %d request(s) without completion after settling (state %v)", id, c, e)
 		}

@@ -11,18 +11,30 @@ import (
 var sprintf = fmt.Sprintf
 
 // bind records that this member masters cluster lock g as engine lock eid.
+// The engine keeps the way back: the lock's owner is on g's member (a
+// lock's id names the member of its client) and its tag is g.N.
 func (n *Node) bind(eid dlm.LockID, g LockID) {
 	n.byG[g] = eid
-	n.byL[eid] = g
+	if o, tag, ok := n.eng.Tag(eid); ok && (o.Member != g.Member || tag != g.N) {
+		n.anomaly("engine lock %d of %v tagged %d is bound to %v", eid, o, tag, g)
+	}
 }
 
-func (n *Node) unbind(g LockID) {
-	eid, ok := n.byG[g]
+func (n *Node) unbind(g LockID) { delete(n.byG, g) }
+
+// gidOK is the cluster id of engine lock eid.
+func (n *Node) gidOK(eid dlm.LockID) (LockID, bool) {
+	o, tag, ok := n.eng.Tag(eid)
 	if !ok {
-		return
+		return LockID{}, false
 	}
-	delete(n.byL, eid)
-	delete(n.byG, g)
+	return LockID{Member: o.Member, N: tag}, true
+}
+
+// gid is gidOK without the flag (the zero LockID when eid is unknown).
+func (n *Node) gid(eid dlm.LockID) LockID {
+	g, _ := n.gidOK(eid)
+	return g
 }
 
 // apply runs one client operation on this member's engine, as the master
@@ -76,7 +88,7 @@ func (n *Node) applyOp(now time.Time, from string, op *Op) ([]Event, error) {
 			break
 		}
 		for _, eid := range n.eng.OwnerLocks(op.Owner, nil) {
-			purged = append(purged, n.byL[eid])
+			purged = append(purged, n.gid(eid))
 		}
 		evs = n.eng.PurgeOwner(op.Owner, true)
 	default:
@@ -107,7 +119,7 @@ func (n *Node) applyOp(now time.Time, from string, op *Op) ([]Event, error) {
 	res := n.route(out, touched, from, reply)
 	if from == n.self && err != nil && op.Kind != OpPurge && op.Kind != OpDeadlock {
 		if op.Kind == OpEnqueue {
-			delete(n.table, op.Lock)
+			n.table.del(op.Lock)
 		}
 		res = append(res, refused(op, err))
 	}
@@ -140,7 +152,7 @@ func (n *Node) applyEnqueue(now time.Time, from string, op *Op) (dlm.LockID, []d
 	if _, dup := n.byG[op.Lock]; dup {
 		return 0, nil, fail(name, op.Lock, errInvalid, "lock id %v is already in use", op.Lock)
 	}
-	req := dlm.Request{Lockspace: op.Lockspace, Name: op.Path[len(op.Path)-1], Owner: op.Owner, Mode: op.Mode, Flags: op.Flags, Value: op.Value}
+	req := dlm.Request{Lockspace: op.Lockspace, Name: op.Path[len(op.Path)-1], Owner: op.Owner, Mode: op.Mode, Flags: op.Flags, Value: op.Value, Tag: op.Lock.N}
 	if !op.Parent.IsZero() {
 		pb, ok := n.byG[op.Parent]
 		pid := pb
@@ -169,7 +181,7 @@ func (n *Node) translate(evs []dlm.Event) []Event {
 	}
 	out := make([]Event, 0, len(evs))
 	for _, ev := range evs {
-		g, ok := n.byL[ev.Lock]
+		g, ok := n.byGOfEvent(ev)
 		if !ok {
 			n.anomaly("engine event %v for unmapped lock %d", ev.Kind, ev.Lock)
 			continue
@@ -177,7 +189,7 @@ func (n *Node) translate(evs []dlm.Event) []Event {
 		e := Event{Kind: EventKind(ev.Kind), Lock: g, Owner: ev.Owner, Mode: ev.Mode, Token: ev.Token}
 		switch ev.Kind {
 		case dlm.EventBlocking:
-			e.Blocked = n.byL[ev.Blocked]
+			e.Blocked = n.gid(ev.Blocked)
 		case dlm.EventGranted:
 			n.floor = max(n.floor, ev.Token)
 			if rec, ok := n.eng.Lock(ev.Lock); ok {
@@ -290,4 +302,13 @@ func (n *Node) routeLocal(evs []Event, touched []LockID, requester string, reply
 		states = append(states, n.stateOf(g))
 	}
 	return n.receive(n.self, reply, states, evs), true
+}
+
+// byGOfEvent is the cluster id of an event's lock, from the owner and tag
+// the event carries (the lock may be gone from the engine already: an
+// unlock's cancel), if this member still maps it.
+func (n *Node) byGOfEvent(ev dlm.Event) (LockID, bool) {
+	g := LockID{Member: ev.Owner.Member, N: ev.Tag}
+	_, ok := n.byG[g]
+	return g, ok
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"io"
+	"iter"
 	"log/slog"
 	"slices"
 	"time"
@@ -72,7 +73,6 @@ type Node struct {
 	// Master side.
 	eng   *dlm.Engine
 	byG   map[LockID]dlm.LockID
-	byL   map[dlm.LockID]LockID
 	floor uint64 // the engine's token floor
 
 	// Views.
@@ -89,7 +89,7 @@ type Node struct {
 
 	// Client side.
 	nextN   uint64
-	table   map[LockID]*entry
+	table   clientTable
 	nextReq uint64
 	pending map[uint64]*pendingOp // sent, not answered
 	reissue []*pendingOp          // to send again when recovery ends
@@ -116,7 +116,6 @@ type hooks struct {
 // entry is a lock of this member's clients, as its master last reported
 // it: enough to rebuild it on a new master.
 type entry struct {
-	id     LockID
 	owner  dlm.OwnerID
 	ls     string
 	path   []string
@@ -135,11 +134,16 @@ type entry struct {
 	token uint64
 
 	// at is the member whose engine holds the lock ("" while in transit
-	// in a recovery); sentTo and sentIn: where and in which view the lock
-	// was sent, until that master reports done.
-	at     string
-	sentTo string
-	sentIn uint64
+	// in a recovery); sent: where and in which view the lock was sent,
+	// until that master reports done.
+	at   string
+	sent *transit
+}
+
+// transit is where a lock was sent in a recovery.
+type transit struct {
+	to string
+	in uint64
 }
 
 type pendingOp struct {
@@ -167,7 +171,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, self: cfg.Member, log: log.With("member", cfg.Member),
 		joinedAt: map[string]uint64{}, stash: map[string][]Message{}, departed: map[string]bool{},
-		table: map[LockID]*entry{}, pending: map[uint64]*pendingOp{}}
+		table: clientTable{self: cfg.Member, m: map[uint64]*entry{}}, pending: map[uint64]*pendingOp{}}
 	n.resetMaster()
 	return n, nil
 }
@@ -175,7 +179,6 @@ func New(cfg Config) (*Node, error) {
 func (n *Node) resetMaster() {
 	n.eng, _ = dlm.New(n.cfg.Engine)
 	n.byG = map[LockID]dlm.LockID{}
-	n.byL = map[dlm.LockID]LockID{}
 	n.floor = 0
 }
 
@@ -228,7 +231,7 @@ func (n *Node) Enqueue(now time.Time, r Request) (LockID, []Event, error) {
 		if err := checkConvert(r); err != nil {
 			return LockID{}, nil, err
 		}
-		e := n.table[r.Lock]
+		e := n.table.get(r.Lock)
 		if e == nil {
 			return LockID{}, nil, fail("convert", r.Lock, dlm.ErrUnknownLock, "lock %v is not a lock of this member's clients (released, never requested, or refused)", r.Lock)
 		}
@@ -243,7 +246,7 @@ func (n *Node) Enqueue(now time.Time, r Request) (LockID, []Event, error) {
 		}
 		path := []string{r.Name}
 		if !r.Parent.IsZero() {
-			p := n.table[r.Parent]
+			p := n.table.get(r.Parent)
 			path = append(slices.Clone(p.path), r.Name)
 		}
 		if !n.Ready() && len(n.held) >= n.cfg.MaxHeld {
@@ -251,7 +254,7 @@ func (n *Node) Enqueue(now time.Time, r Request) (LockID, []Event, error) {
 		}
 		n.nextN++
 		id := LockID{Member: n.self, N: n.nextN}
-		n.table[id] = &entry{id: id, owner: r.Owner, ls: r.Lockspace, path: path, parent: r.Parent, req: r.Mode, flags: r.Flags}
+		n.table.put(id, &entry{owner: r.Owner, ls: r.Lockspace, path: path, parent: r.Parent, req: r.Mode, flags: r.Flags})
 		op = Op{Kind: OpEnqueue, Lock: id, Lockspace: r.Lockspace, Path: path, Parent: r.Parent, Owner: r.Owner, Mode: r.Mode, Flags: r.Flags}
 	}
 	evs, err := n.do(now, op, nil)
@@ -308,7 +311,7 @@ func (n *Node) checkParent(parent LockID, ls string, owner dlm.OwnerID) error {
 	if parent.IsZero() {
 		return nil
 	}
-	p := n.table[parent]
+	p := n.table.get(parent)
 	switch {
 	case p == nil:
 		return fail(op, LockID{}, dlm.ErrUnknownLock, "parent lock %v is not a lock of this member's clients: request the parent lock first (or use no parent for a root resource)", parent)
@@ -335,7 +338,7 @@ func (n *Node) Unlock(now time.Time, id LockID, flags dlm.Flags, v *dlm.Value) (
 	case v != nil && flags&dlm.ValBlk == 0:
 		return nil, fail(op, id, errInvalid, "a Value is given without ValBlk: set ValBlk to write the value block")
 	}
-	e := n.table[id]
+	e := n.table.get(id)
 	if e == nil {
 		return nil, fail(op, id, dlm.ErrUnknownLock, "lock %v is not a lock of this member's clients (already released, or never granted)", id)
 	}
@@ -354,7 +357,7 @@ func (n *Node) Cancel(now time.Time, id LockID) ([]Event, error) {
 	if n.out {
 		return nil, n.notMember(op)
 	}
-	e := n.table[id]
+	e := n.table.get(id)
 	if e == nil {
 		return nil, fail(op, id, dlm.ErrUnknownLock, "lock %v is not a lock of this member's clients (already released or completed)", id)
 	}
@@ -377,7 +380,7 @@ func (n *Node) Disconnect(now time.Time, owner dlm.OwnerID) ([]Event, error) {
 	var roots []Root
 	ids := n.sortedIDs()
 	for _, id := range ids {
-		e := n.table[id]
+		e := n.table.get(id)
 		if e.owner != owner {
 			continue
 		}
@@ -385,7 +388,7 @@ func (n *Node) Disconnect(now time.Time, owner dlm.OwnerID) ([]Event, error) {
 			seen[r] = true
 			roots = append(roots, r)
 		}
-		delete(n.table, id)
+		n.table.del(id)
 	}
 	// Its other operations are moot: the purge follows them on every
 	// stream, or replaces them.
@@ -415,7 +418,7 @@ func (n *Node) do(now time.Time, op Op, roots []Root) ([]Event, error) {
 	if !n.Ready() {
 		if len(n.held) >= n.cfg.MaxHeld {
 			if op.Kind == OpEnqueue {
-				delete(n.table, op.Lock)
+				n.table.del(op.Lock)
 			}
 			return nil, n.busy(op.Kind.String())
 		}
@@ -465,7 +468,7 @@ func (n *Node) sendOp(to string, op Op, roots []Root) {
 // meanwhile is refused there, as it would have been).
 func (n *Node) replay(now time.Time, op Op, roots []Root) []Event {
 	if op.Kind == OpEnqueue {
-		if e := n.table[op.Lock]; e == nil || e.q != 0 {
+		if e := n.table.get(op.Lock); e == nil || e.q != 0 {
 			// Its owner disconnected, or a master confirmed it after all.
 			return nil
 		}
@@ -495,8 +498,8 @@ func (n *Node) receive(from string, reply *Reply, states []LockState, evs []Even
 				op := p.op
 				out = append(out, refused(&op, &Error{Op: op.Kind.String(), Lock: op.Lock, Kind: kindErr(reply.Err),
 					Msg: "refused by master " + from + ": " + reply.Msg}))
-				if e := n.table[op.Lock]; op.Kind == OpEnqueue && e != nil && e.q == 0 {
-					delete(n.table, op.Lock) // a refused request leaves no lock
+				if e := n.table.get(op.Lock); op.Kind == OpEnqueue && e != nil && e.q == 0 {
+					n.table.del(op.Lock) // a refused request leaves no lock
 				}
 			} else if reply.Err != "" {
 				n.log.Warn("dlm disconnect purge refused", "master", from, "owner", p.op.Owner, "err", reply.Msg)
@@ -507,7 +510,7 @@ func (n *Node) receive(from string, reply *Reply, states []LockState, evs []Even
 		if ev.Lock.Member != n.self || ev.Owner.Member != n.self || ev.Kind < EventGranted || ev.Kind > EventBlocking {
 			continue
 		}
-		e := n.table[ev.Lock]
+		e := n.table.get(ev.Lock)
 		if e == nil || e.owner != ev.Owner {
 			continue // a disconnected client's, or a lock it no longer has
 		}
@@ -523,12 +526,12 @@ func (n *Node) receive(from string, reply *Reply, states []LockState, evs []Even
 		out = append(out, ev)
 	}
 	for _, s := range states {
-		e := n.table[s.Lock]
+		e := n.table.get(s.Lock)
 		if e == nil || s.Lock.Member != n.self {
 			continue
 		}
 		if s.Gone {
-			delete(n.table, s.Lock)
+			n.table.del(s.Lock)
 			continue
 		}
 		if s.Queue < dlm.QueueGranted || s.Queue > dlm.QueueWaiting {
@@ -541,14 +544,14 @@ func (n *Node) receive(from string, reply *Reply, states []LockState, evs []Even
 			e.pendingValue = &v
 		}
 		e.at = from
-		e.sentTo, e.sentIn = "", 0
+		e.sent = nil
 	}
 	return out
 }
 
 func (n *Node) sortedIDs() []LockID {
-	ids := make([]LockID, 0, len(n.table))
-	for id := range n.table {
+	ids := make([]LockID, 0, n.table.len())
+	for id := range n.table.all() {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, compareID)
@@ -562,4 +565,46 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// clientTable holds the entries of this member's clients' locks, whose ids
+// all name this member: keyed by the number alone, it takes a third of the
+// memory of a map keyed by LockID.
+type clientTable struct {
+	self string
+	m    map[uint64]*entry
+}
+
+func (t *clientTable) get(id LockID) *entry {
+	if id.Member != t.self {
+		return nil
+	}
+	return t.m[id.N]
+}
+
+func (t *clientTable) put(id LockID, e *entry) {
+	if id.Member != t.self {
+		panic("dlm: a client lock id of another member: " + id.String())
+	}
+	t.m[id.N] = e
+}
+
+func (t *clientTable) del(id LockID) {
+	if id.Member == t.self {
+		delete(t.m, id.N)
+	}
+}
+
+func (t *clientTable) len() int { return len(t.m) }
+func (t *clientTable) clear()   { clear(t.m) }
+
+// all yields the entries in no order.
+func (t *clientTable) all() iter.Seq2[LockID, *entry] {
+	return func(yield func(LockID, *entry) bool) {
+		for n, e := range t.m {
+			if !yield(LockID{Member: t.self, N: n}, e) {
+				return
+			}
+		}
+	}
 }

@@ -132,9 +132,9 @@ func (h *harness) compareFinal() {
 		n := h.nodes[m]
 		for _, r := range n.eng.Export().Locks {
 			k := keyOf(r.Lockspace, r.Path)
-			x := row{id: n.byL[r.ID], owner: r.Owner, q: r.Queue, g: r.Granted, r: r.Requested, flags: r.Flags, valid: r.ValueValid, value: r.Value, pend: r.PendingValue != nil}
+			x := row{id: n.gid(r.ID), owner: r.Owner, q: r.Queue, g: r.Granted, r: r.Requested, flags: r.Flags, valid: r.ValueValid, value: r.Value, pend: r.PendingValue != nil}
 			if r.Parent != 0 {
-				x.parent = n.byL[r.Parent]
+				x.parent = n.gid(r.Parent)
 			}
 			cl[k] = append(cl[k], x)
 			tok[k] = r.Token

@@ -78,12 +78,12 @@ func (n *Node) enter(prev View, had bool) {
 		}
 		// Locks held by a member that left are with no one now; one that
 		// comes back is a new member with an empty engine.
-		for _, e := range n.table {
+		for _, e := range n.table.all() {
 			if left[e.at] {
 				e.at = ""
 			}
-			if left[e.sentTo] {
-				e.sentTo, e.sentIn = "", 0
+			if e.sent != nil && left[e.sent.to] {
+				e.sent = nil
 			}
 		}
 	}
@@ -104,9 +104,9 @@ func (n *Node) leave(had bool) []Event {
 	var out []Event
 	err := n.notMember("lock")
 	for _, id := range n.sortedIDs() {
-		out = append(out, Event{Kind: EventLost, Lock: id, Owner: n.table[id].owner, Err: err})
+		out = append(out, Event{Kind: EventLost, Lock: id, Owner: n.table.get(id).owner, Err: err})
 	}
-	clear(n.table)
+	n.table.clear()
 	clear(n.pending)
 	n.reissue, n.held, n.rec, n.raise = nil, nil, nil, false
 	clear(n.departed)
@@ -271,7 +271,7 @@ func (n *Node) abortHere(now time.Time, from string, op *Op) []Event {
 		evs, _ := n.applyOp(now, from, op)
 		return evs
 	}
-	e := n.table[op.Lock]
+	e := n.table.get(op.Lock)
 	if op.Lock.Member != n.self || e == nil {
 		return nil
 	}
@@ -290,7 +290,7 @@ func (n *Node) onLocks(from string, m *Message) {
 		for _, r := range m.Dropped {
 			gone[r] = true
 		}
-		for _, e := range n.table {
+		for _, e := range n.table.all() {
 			if e.at == from && gone[Root{e.ls, e.path[0]}] {
 				e.at = ""
 			}
@@ -334,9 +334,9 @@ func recordOK(rec *LockRecord, from string) bool {
 
 // onDone: from imported, in view, the locks this member sent it then.
 func (n *Node) onDone(from string, view uint64) {
-	for _, e := range n.table {
-		if e.sentTo == from && e.sentIn == view {
-			e.at, e.sentTo, e.sentIn = from, "", 0
+	for _, e := range n.table.all() {
+		if e.sent != nil && e.sent.to == from && e.sent.in == view {
+			e.at, e.sent = from, nil
 		}
 	}
 }
@@ -424,7 +424,7 @@ func (n *Node) startRecovery(now time.Time) []Event {
 			if gone[o.Member] {
 				eids = n.eng.OwnerLocks(o, eids[:0])
 				for _, eid := range eids {
-					ids = append(ids, n.byL[eid])
+					ids = append(ids, n.gid(eid))
 				}
 			}
 		}
@@ -494,7 +494,7 @@ func (n *Node) cutStep(now time.Time) []Event {
 	recs := map[string][]LockRecord{}
 	sent := 0
 	for _, id := range n.sortedIDs() {
-		e := n.table[id]
+		e := n.table.get(id)
 		if e.q == 0 {
 			continue // never confirmed: its request is sent again
 		}
@@ -502,12 +502,12 @@ func (n *Node) cutStep(now time.Time) []Event {
 		if e.at == m {
 			continue
 		}
-		rec := e.transfer(v, lost[id])
+		rec := e.transfer(id, v, lost[id])
 		if rec.Vouch {
 			n.note("vouch")
 		}
 		recs[m] = append(recs[m], rec)
-		e.at, e.sentTo, e.sentIn = "", m, v.Number
+		e.at, e.sent = "", &transit{to: m, in: v.Number}
 		sent++
 		n.note("transfer")
 	}
@@ -584,7 +584,7 @@ func (n *Node) dropForeign(now time.Time, values map[string][]ResourceValue, dro
 			told[root][mem] = true
 			dropped[mem] = append(dropped[mem], root)
 		}
-		if g, ok := n.byL[rec.ID]; ok {
+		if g, ok := n.gidOK(rec.ID); ok {
 			n.unbind(g)
 		}
 	}
@@ -592,7 +592,7 @@ func (n *Node) dropForeign(now time.Time, values map[string][]ResourceValue, dro
 		return nil
 	}
 	// Our own clients' locks there are in transit now.
-	for _, e := range n.table {
+	for _, e := range n.table.all() {
 		if e.at == n.self && masterOf[Root{e.ls, e.path[0]}] != n.self && masterOf[Root{e.ls, e.path[0]}] != "" {
 			e.at = ""
 		}
@@ -676,7 +676,7 @@ func meet(a, b dlm.Mode) dlm.Mode {
 // conversion may have been granted, an unanswered conversion or unlock may
 // have run. The entry is changed to match: it is what the new master will
 // hold.
-func (e *entry) transfer(v View, lost []*Op) LockRecord {
+func (e *entry) transfer(id LockID, v View, lost []*Op) LockRecord {
 	uncertain := e.at == "" || !v.Has(e.at)
 	g := e.granted
 	vouch := e.q == dlm.QueueGranted && (g == dlm.PW || g == dlm.EX) && e.value != nil && len(lost) == 0
@@ -702,7 +702,7 @@ func (e *entry) transfer(v View, lost []*Op) LockRecord {
 	if e.q == dlm.QueueGranted {
 		e.req = g
 	}
-	rec := LockRecord{Lock: e.id, Lockspace: e.ls, Path: e.path, Parent: e.parent, Owner: e.owner, Queue: e.q,
+	rec := LockRecord{Lock: id, Lockspace: e.ls, Path: e.path, Parent: e.parent, Owner: e.owner, Queue: e.q,
 		Granted: g, Requested: e.req, Flags: e.flags, Seq: e.seq, PendingValue: e.pendingValue, Token: e.token}
 	if vouch {
 		rec.Vouch, rec.Value = true, *e.value
@@ -908,7 +908,7 @@ func (n *Node) resources(recs []LockRecord, values map[resKey]ResourceValue, los
 		rec := &recs[i]
 		k := keyOf(rec.Lockspace, rec.Path)
 		a := accs[k]
-		d := dlm.Record{ID: ids[rec.Lock], Lockspace: rec.Lockspace, Path: rec.Path, Owner: rec.Owner, Queue: rec.Queue,
+		d := dlm.Record{ID: ids[rec.Lock], Tag: rec.Lock.N, Lockspace: rec.Lockspace, Path: rec.Path, Owner: rec.Owner, Queue: rec.Queue,
 			Granted: rec.Granted, Requested: rec.Requested, Flags: rec.Flags, Seq: rec.Seq, PendingValue: rec.PendingValue}
 		if !rec.Parent.IsZero() {
 			d.Parent = ids[rec.Parent]

@@ -300,7 +300,7 @@ func TestStaleAndFutureMessages(t *testing.T) {
 	if s := r.state(LockID{"m2", 50}); s != "" {
 		t.Fatalf("a request of m2's earlier membership ran: %s", s)
 	}
-	if evs := r.take(a); len(evs) != 0 || n1.table[la].granted != dlm.PR {
+	if evs := r.take(a); len(evs) != 0 || n1.table.get(la).granted != dlm.PR {
 		t.Fatalf("an update of m2's earlier membership was applied: %s", show(evs))
 	}
 	r.settled()

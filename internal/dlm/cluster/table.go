@@ -49,10 +49,10 @@ func (n *Node) Locks() Table {
 	t := Table{Member: n.self, View: n.view, Recovering: n.rec != nil, Quorum: n.quorum, Out: n.out}
 	t.View.Members = slices.Clone(n.view.Members)
 	for _, r := range n.eng.Export().Locks {
-		info := LockInfo{Lock: n.byL[r.ID], Lockspace: r.Lockspace, Path: r.Path, Owner: r.Owner, Queue: r.Queue,
+		info := LockInfo{Lock: LockID{Member: r.Owner.Member, N: r.Tag}, Lockspace: r.Lockspace, Path: r.Path, Owner: r.Owner, Queue: r.Queue,
 			Granted: r.Granted, Requested: r.Requested, Flags: r.Flags, Seq: r.Seq, Token: r.Token, Master: n.self}
 		if r.Parent != 0 {
-			info.Parent = n.byL[r.Parent]
+			info.Parent = n.gid(r.Parent)
 		}
 		t.Mastered = append(t.Mastered, info)
 	}
@@ -69,7 +69,7 @@ func (n *Node) Locks() Table {
 		}
 	}
 	for _, id := range n.sortedIDs() {
-		e := n.table[id]
+		e := n.table.get(id)
 		info := LockInfo{Lock: id, Lockspace: e.ls, Path: slices.Clone(e.path), Parent: e.parent, Owner: e.owner, Queue: e.q,
 			Granted: e.granted, Requested: e.req, Flags: e.flags, Seq: e.seq, Token: e.token, Pending: count[id]}
 		if n.hasView && !n.out {

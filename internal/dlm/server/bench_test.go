@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/vigil-cluster/vigil/internal/dlm"
@@ -75,6 +76,18 @@ func BenchmarkMillionLocks(b *testing.B) {
 		if used >= 1<<30 {
 			b.Errorf("1,000,000 locks take %d MiB: the target is under 1 GiB", used>>20)
 		}
+		// Keep working with the locks held (lock+unlock pairs on other
+		// resources), so that the collector runs at this heap size, then
+		// read the process's resident memory.
+		for i := range 300_000 {
+			id, err := ss[0].Enqueue(cluster.Request{Lockspace: "churn", Name: "c" + strconv.Itoa(i%64), Mode: dlm.EX})
+			if err == nil {
+				ss[0].Unlock(id, 0, nil)
+			}
+		}
+		if rss := residentBytes(); rss > 0 {
+			b.ReportMetric(float64(rss)/(1<<20), "MiB-RSS")
+		}
 		runtime.KeepAlive(ss)
 		s.Close()
 	}
@@ -102,4 +115,19 @@ func BenchmarkLocalPairs(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+}
+
+// residentBytes is this process's resident set size (0 if unknown).
+func residentBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
