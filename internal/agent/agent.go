@@ -90,6 +90,7 @@ type Agent struct {
 
 	// The lock manager (dlm.go).
 	dlm             *server.Server
+	dlmGRPC         *grpc.Server // the local socket API
 	dlmKick         chan struct{}
 	dlmIncs         dlmIncs // the director's record of reported incarnations
 	dlmLinkMu       sync.Mutex
@@ -274,9 +275,7 @@ func (a *Agent) stop() {
 			g.Stop()
 		}
 	}
-	if a.dlm != nil {
-		a.dlm.Close()
-	}
+	a.stopDLM()
 	if a.store != nil {
 		if a.store.IsLeader() {
 			// Hand the director role over rather than make the others wait

@@ -2,6 +2,10 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"maps"
 	"sync"
 	"time"
@@ -10,6 +14,7 @@ import (
 	"github.com/vigil-cluster/vigil/internal/config"
 	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
 	"github.com/vigil-cluster/vigil/internal/dlm/server"
+	"github.com/vigil-cluster/vigil/internal/dlm/socket"
 	"github.com/vigil-cluster/vigil/internal/rpc"
 )
 
@@ -26,7 +31,29 @@ func (a *Agent) startDLM() error {
 		return err
 	}
 	a.dlm = s
+	sock := filepath.Join(a.dir, DLMSocketFile)
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("lock manager socket %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("lock manager socket %s: %w", sock, err)
+	}
+	a.dlmGRPC = socket.Serve(ln, s, a.log)
 	return nil
+}
+
+// stopDLM ends the lock manager's sessions and its socket.
+func (a *Agent) stopDLM() {
+	if a.dlmGRPC != nil {
+		a.dlmGRPC.Stop()
+		os.Remove(filepath.Join(a.dir, DLMSocketFile))
+	}
+	if a.dlm != nil {
+		a.dlm.Close()
+	}
 }
 
 // dlmAddrs returns the cluster port of every link of member m, the

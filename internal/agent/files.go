@@ -17,6 +17,7 @@ const (
 	AdminTokenFile = "admin.token"
 	BootstrapFile  = "bootstrap.json"
 	SocketFile     = "vigil.sock"
+	DLMSocketFile  = "dlm.sock" // the lock manager's local API (gRPC)
 	MembersFile    = "members.json"
 	RemovedFile    = "removed"
 )
