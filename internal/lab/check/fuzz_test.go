@@ -2,6 +2,8 @@ package check
 
 import (
 	"bytes"
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -89,6 +91,75 @@ func FuzzParseProbes(f *testing.F) {
 			t.Fatalf("FormatProbe(%+v) = %q reads back as %v, bad %q", p, line, got, bad)
 		case !valid && (len(got) > 0 || len(bad) != 1):
 			t.Fatalf("invalid probe %+v (%q) read back as %v, bad %q", p, line, got, bad)
+		}
+	})
+}
+
+// FuzzParseDLM: any input parses, as worker events and as store ops,
+// without panic; every record kept is valid and reads back the same from
+// its JSON; every malformed line is reported with its line number; and the
+// checker runs on whatever was kept without panic.
+func FuzzParseDLM(f *testing.F) {
+	f.Add([]byte(`{"mono":20,"event":"grant","member":"m1","client":"m1/w1","resource":"r1","mode":"EX","lock":"m1#1","token":4,"asked":15}
+{"mono":30,"event":"unlock","member":"m1","client":"m1/w1","resource":"r1","lock":"m1#1","token":4,"done":31,"ok":true}
+{"mono":35,"event":"lost","member":"m1","client":"m1/w1"}
+`))
+	f.Add([]byte(`{"resource":"r1","member":"m1","client":"m1/w1","lock":"m1#1","token":4,"mode":"EX","kind":"write","seq":1,"sent":5,"arrived":6,"accepted":true}
+{"resource":"r1","member":"m1","client":"m1/w1","lock":"m1#1","token":3,"mode":"PR","kind":"read","seq":2,"sent":5,"arrived":7,"reason":"stale"}
+{"resource":"r1"} {"mono":1}
+{"MONO":1,"Event":"stop","member":"\u0000","client":"\xff"}
+{"mono":1e3,"event":"start","member":"m","client":"c"}
+{"mono":20,"event":"grant","member":"m1","client":"m1/w1","resource":"r1","mode":"EX","lock":"m1#1","token":18446744073709551615,"asked":-1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		evs, bad, err := ParseDLMEvents(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("error from a bytes.Reader: %v", err)
+		}
+		ops, bad2, err := ParseDLMOps(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("error from a bytes.Reader: %v", err)
+		}
+		for _, b := range append(bad, bad2...) {
+			if !strings.HasPrefix(b, "line ") {
+				t.Fatalf("bad line message %q does not name the line", b)
+			}
+		}
+		lines := bytes.Count(data, []byte("\n")) + 1
+		if len(evs)+len(bad) > lines || len(ops)+len(bad2) > lines {
+			t.Fatalf("%d events and %d bad, %d ops and %d bad, from %d lines", len(evs), len(bad), len(ops), len(bad2), lines)
+		}
+		var again strings.Builder
+		for _, e := range evs {
+			if err := e.Validate(); err != nil {
+				t.Fatalf("kept an invalid event %+v: %v", e, err)
+			}
+			b, err := json.Marshal(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again.Write(b)
+			again.WriteByte('\n')
+		}
+		evs2, bad, _ := ParseDLMEvents(strings.NewReader(again.String()))
+		if len(bad) > 0 || !reflect.DeepEqual(evs, evs2) {
+			t.Fatalf("events %+v read back as %+v, bad %q", evs, evs2, bad)
+		}
+		again.Reset()
+		for _, o := range ops {
+			b, err := json.Marshal(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again.Write(b)
+			again.WriteByte('\n')
+		}
+		ops2, bad, _ := ParseDLMOps(strings.NewReader(again.String()))
+		if len(bad) > 0 || !reflect.DeepEqual(ops, ops2) {
+			t.Fatalf("ops %+v read back as %+v, bad %q", ops, ops2, bad)
+		}
+		rep := CheckDLM(evs, ops)
+		if rep.Accepted+rep.Refused != len(ops) || rep.Grants > len(evs) {
+			t.Fatalf("report %+v from %d events and %d ops", rep, len(evs), len(ops))
 		}
 	})
 }
