@@ -26,7 +26,8 @@ import (
 func (a *Agent) startDLM() error {
 	nc := cluster.DefaultConfig()
 	nc.Logger = a.baseLog // the Node adds the member itself
-	s, err := server.New(server.Config{Member: a.cfg.Name, Send: a.dlmSend, Logger: a.log, Node: nc})
+	s, err := server.New(server.Config{Member: a.cfg.Name, Send: a.dlmSend, Dial: a.dlmDial, Logger: a.log, Node: nc,
+		AckTimeout: max(a.prof.Renew, 200*time.Millisecond)})
 	if err != nil {
 		return err
 	}
@@ -94,6 +95,25 @@ func (a *Agent) dlmSend(ctx context.Context, b *server.Batch) (server.Ack, error
 		a.dlmLinkMu.Unlock()
 	}
 	return ack, err
+}
+
+// dlmDial opens a stream of lock manager batches to member to, over the
+// link that worked last; a failed or silent stream moves to the next link.
+func (a *Agent) dlmDial(ctx context.Context, to string) (server.Link, error) {
+	addrs := a.dlmAddrs(to)
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("%s is not a member", to)
+	}
+	a.dlmLinkMu.Lock()
+	if a.dlmLink == nil {
+		a.dlmLink = map[string]int{}
+	}
+	// Each dial after the first of a stream's life tries the next link:
+	// the stream is dialed again only when the last one failed.
+	i := a.dlmLink[to] % len(addrs)
+	a.dlmLink[to] = i + 1
+	a.dlmLinkMu.Unlock()
+	return a.pool.OpenDLMStream(ctx, addrs[i], max(a.prof.Renew, 200*time.Millisecond))
 }
 
 // dlmLoop keeps the lock manager in step with the view in the CDB and with
@@ -321,6 +341,23 @@ func (n *node) DLM(ctx context.Context, b *server.Batch) (*server.Ack, error) {
 	}
 	ack := n.a.dlm.Receive(b)
 	return &ack, nil
+}
+
+func (n *node) DLMStream(ctx context.Context, recv func() (*server.Batch, error), send func(*server.Ack) error) error {
+	peer := rpc.PeerMember(ctx)
+	for {
+		b, err := recv()
+		if err != nil {
+			return err
+		}
+		if b.From != peer {
+			return cdb.Refuse(cdb.ErrDenied, "member %s may not send lock manager messages as %s", peer, b.From)
+		}
+		ack := n.a.dlm.Receive(b)
+		if err := send(&ack); err != nil {
+			return err
+		}
+	}
 }
 
 func (n *node) DLMEdges(ctx context.Context, _ *rpc.Empty) (*rpc.DLMEdgesResponse, error) {

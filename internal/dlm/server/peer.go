@@ -84,6 +84,10 @@ func (p *peer) take(max int) ([]cluster.Message, bool) {
 
 func (p *peer) run() {
 	defer p.s.wg.Done()
+	if p.s.cfg.Dial != nil {
+		p.stream()
+		return
+	}
 	var seq uint64
 	for {
 		msgs, ok := p.take(p.s.cfg.MaxBatch)

@@ -92,9 +92,23 @@ const (
 
 // Ack answers a Batch.
 type Ack struct {
+	// Seq is the batch answered.
+	Seq  uint64  `json:"seq,omitempty"`
 	Code AckCode `json:"code"`
 	Msg  string  `json:"msg,omitempty"`
 }
+
+// Link is an open stream of batches to one member and of its acks back, in
+// order (a gRPC stream). Recv returns the acks in the order of the batches.
+// Close ends it and makes a blocked Recv return.
+type Link interface {
+	Send(b *Batch) error
+	Recv() (Ack, error)
+	Close()
+}
+
+// DialFunc opens a Link to member to.
+type DialFunc func(ctx context.Context, to string) (Link, error)
 
 // SendFunc delivers b to the member b.To (its Server.Receive) and returns
 // its answer, or an error when it could not reach it (it is tried again).
@@ -111,8 +125,19 @@ type Config struct {
 	// Node configures the member's Node; Member and Transport are set by
 	// New. Zero: cluster.DefaultConfig().
 	Node cluster.Config
-	// Send carries batches to the other members.
+	// Send carries batches to the other members one at a time (each waits
+	// for its ack). Dial, when set, is used instead: batches stream on an
+	// open Link without waiting for the acks of earlier ones (up to
+	// Window), which saves a round trip per batch.
 	Send SendFunc
+	Dial DialFunc
+	// Window bounds the batches sent on a Link and not acknowledged yet
+	// (default 64).
+	Window int
+	// AckTimeout is how long a Link may leave a batch unacknowledged before
+	// it is closed and dialed again (perhaps over another link); default
+	// 1s.
+	AckTimeout time.Duration
 	// MaxBatch bounds the messages of one Batch (default 512).
 	MaxBatch int
 	// Logger receives the lock manager's log (nil: none).
@@ -182,8 +207,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Member == "" {
 		return nil, errors.New("dlm server: Member is empty: set it to this member's name")
 	}
-	if cfg.Send == nil {
-		return nil, errors.New("dlm server: Send is nil: give the server a way to reach the other members")
+	if cfg.Send == nil && cfg.Dial == nil {
+		return nil, errors.New("dlm server: Send and Dial are nil: give the server a way to reach the other members")
+	}
+	if cfg.Window == 0 {
+		cfg.Window = 64
+	}
+	if cfg.AckTimeout == 0 {
+		cfg.AckTimeout = time.Second
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = 512
@@ -419,14 +450,14 @@ func (s *Server) Receive(b *Batch) Ack {
 	defer s.mu.Unlock()
 	switch {
 	case s.closed:
-		return Ack{Code: AckRetry, Msg: "lock manager of " + s.self + " is shutting down"}
+		return Ack{Seq: b.Seq, Code: AckRetry, Msg: "lock manager of " + s.self + " is shutting down"}
 	case b.To != s.self || b.ToInc != s.inc:
 		s.stats.Refused++
-		return Ack{Code: AckGone, Msg: fmt.Sprintf("this is %s incarnation %x, not %s incarnation %x: it restarted", s.self, s.inc, b.To, b.ToInc)}
+		return Ack{Seq: b.Seq, Code: AckGone, Msg: fmt.Sprintf("this is %s incarnation %x, not %s incarnation %x: it restarted", s.self, s.inc, b.To, b.ToInc)}
 	}
 	if inc, ok := s.view.Members[b.From]; !ok || inc != b.FromInc {
 		s.stats.Refused++
-		return Ack{Code: AckRetry, Msg: fmt.Sprintf("%s incarnation %x is not in view %d here yet", b.From, b.FromInc, s.view.Number)}
+		return Ack{Seq: b.Seq, Code: AckRetry, Msg: fmt.Sprintf("%s incarnation %x is not in view %d here yet", b.From, b.FromInc, s.view.Number)}
 	}
 	ib := s.inbound[b.From]
 	if ib.inc != b.FromInc {
@@ -434,10 +465,10 @@ func (s *Server) Receive(b *Batch) Ack {
 	}
 	switch {
 	case b.Seq <= ib.last:
-		return Ack{Code: AckOK}
+		return Ack{Seq: b.Seq, Code: AckOK}
 	case b.Seq != ib.last+1:
 		s.stats.Refused++
-		return Ack{Code: AckRetry, Msg: fmt.Sprintf("batch %d from %s arrived before batch %d", b.Seq, b.From, ib.last+1)}
+		return Ack{Seq: b.Seq, Code: AckRetry, Msg: fmt.Sprintf("batch %d from %s arrived before batch %d", b.Seq, b.From, ib.last+1)}
 	}
 	now := s.now()
 	for _, m := range b.Msgs {
@@ -447,7 +478,7 @@ func (s *Server) Receive(b *Batch) Ack {
 	s.inbound[b.From] = ib
 	s.stats.BatchesIn++
 	s.stats.MessagesIn += uint64(len(b.Msgs))
-	return Ack{}
+	return Ack{Seq: b.Seq}
 }
 
 // route hands events to their sessions. Called with s.mu held.
