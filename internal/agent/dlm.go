@@ -3,10 +3,10 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"maps"
 	"sync"
 	"time"
 
