@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,9 @@ import (
 	"github.com/vigil-cluster/vigil/internal/rpc"
 	"github.com/vigil-cluster/vigil/internal/watchdog"
 )
+
+// agentGCPercent is the agent's GOGC unless the environment sets one.
+const agentGCPercent = 50
 
 // ErrRemoved means this member was removed from the cluster.
 var ErrRemoved = errors.New("this member was removed from the cluster")
@@ -150,6 +154,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			a.shutdown()
 		}
 	}()
+	if os.Getenv("GOGC") == "" {
+		// The agent's memory is long-lived tables (locks, the CDB): half
+		// the default headroom costs little collection work and keeps the
+		// resident memory near 1.5x the live heap (1,000,000 locks: under
+		// 900 MiB instead of 1.2 GiB). GOGC in the environment overrides.
+		debug.SetGCPercent(agentGCPercent)
+	}
 	if a.cfg.Watchdog != "" {
 		timeout, _ := a.cfg.WatchdogTimeoutD()
 		if err := watchdog.Fits(timeout, a.prof.Renew/2, a.prof.Lease, leaseDrift); err != nil {
