@@ -226,7 +226,7 @@ type DLMReport struct {
 	Grants       int // locks granted (EX + PR)
 	GrantsEX     int
 	Survived     int // granted locks whose unlock succeeded
-	Lost         int // lost notifications
+	Lost         int // granted locks the lock manager said were lost
 	Timeouts     int // lock requests given up
 	LockErrors   int // lock requests that failed
 	UnlockFailed int // unlocks that failed (the lock was lost, the agent was gone)
@@ -314,8 +314,9 @@ func CheckDLM(evs []DLMEvent, ops []DLMOp) *DLMReport {
 	// Grants, and what became of them.
 	var grants []*grant
 	byKey := map[grantKey]*grant{}
-	current := map[string]*grant{} // client: its last grant
-	lastSeen := map[string]int64{} // client: its last event
+	byLock := map[[2]string]*grant{} // client, lock: its latest grant
+	current := map[string]*grant{}   // client: its last grant
+	lastSeen := map[string]int64{}   // client: its last event
 	var waits []time.Duration
 	wants := map[string][]span{} // resource: lock requests, from asking to the answer
 	for i := range evs {
@@ -330,6 +331,7 @@ func CheckDLM(evs []DLMEvent, ops []DLMOp) *DLMReport {
 				viol("%s: %s logged the grant of lock %s (token %d) twice", e.Resource, e.Client, e.Lock, e.Token)
 			}
 			byKey[k] = g
+			byLock[[2]string{e.Client, e.Lock}] = g
 			current[e.Client] = g
 			rep.Grants++
 			if e.Mode == ModeEX {
@@ -352,8 +354,10 @@ func CheckDLM(evs []DLMEvent, ops []DLMOp) *DLMReport {
 				rep.UnlockFailed++
 			}
 		case DLMLost:
-			rep.Lost++
 			g := byKey[grantKey{e.Client, e.Lock, e.Token}]
+			if g == nil && e.Token == 0 {
+				g = byLock[[2]string{e.Client, e.Lock}]
+			}
 			if g == nil && e.Lock == "" {
 				g = current[e.Client] // a lost session: its lock, if it held one
 				if g != nil && g.unlock != nil {
@@ -369,6 +373,9 @@ func CheckDLM(evs []DLMEvent, ops []DLMOp) *DLMReport {
 		g.last = max(g.last, lastSeen[g.Client])
 		if g.survived() {
 			rep.Survived++
+		}
+		if g.lost != nil {
+			rep.Lost++
 		}
 	}
 	if len(waits) > 0 {

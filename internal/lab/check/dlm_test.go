@@ -119,6 +119,12 @@ func TestCheckDLMLost(t *testing.T) {
 	evs = history(a, b)
 	evs = append(evs, DLMEvent{Mono: 1900 * ms, Event: DLMLost, Member: "m1", Client: "m1/w1"})
 	wantViolations(t, CheckDLM(evs, nil))
+	// Named by its lock alone (the worker had let go of it).
+	evs = history(a, b)
+	evs = append(evs, DLMEvent{Mono: 2100 * ms, Event: DLMLost, Member: "m1", Client: "m1/w1", Lock: "m1#1"})
+	if rep := CheckDLM(evs, nil); len(rep.Violations) != 0 || rep.Lost != 1 {
+		t.Errorf("lost by lock id: %+v", rep)
+	}
 	// Without it, the overlap is a violation.
 	wantViolations(t, CheckDLM(history(a, b), nil), "held at once")
 }

@@ -1,8 +1,10 @@
 // Package check owns the pure analysis behind the vigil lab's chaos runs and
 // failover benchmark: it parses the logs that the lab's workload writers and
 // HTTP prober append, finds split-brain (two members running the same service
-// at the same instant), measures availability and failover times, summarizes
-// durations, and generates the seeded chaos schedule that replays a run.
+// at the same instant), checks the lock manager's workload (incompatible
+// holders at once, stale fencing tokens accepted), measures availability and
+// failover times, summarizes durations, and generates the seeded chaos
+// schedule that replays a run.
 //
 // Everything here is deterministic: the same input gives the same output, and
 // a schedule is a pure function of its seed and arguments, so a failing run is
