@@ -26,7 +26,7 @@ import (
 func (a *Agent) startDLM() error {
 	nc := cluster.DefaultConfig()
 	nc.Logger = a.baseLog // the Node adds the member itself
-	s, err := server.New(server.Config{Member: a.cfg.Name, Send: a.dlmSend, Dial: a.dlmDial, Logger: a.log, Node: nc,
+	s, err := server.New(server.Config{Member: a.cfg.Name, Dial: a.dlmDial, Logger: a.log, Node: nc,
 		AckTimeout: max(a.prof.Renew, 200*time.Millisecond)})
 	if err != nil {
 		return err
@@ -44,6 +44,21 @@ func (a *Agent) startDLM() error {
 	}
 	a.dlmGRPC = socket.Serve(ln, s, a.log)
 	return nil
+}
+
+// serveDLMConns serves the lock manager connections of one cluster port.
+func (a *Agent) serveDLMConns(m *rpc.Mux) {
+	for {
+		c, err := m.AcceptDLM()
+		if err != nil {
+			return
+		}
+		go func() {
+			if err := rpc.ServeDLM(c, a.dlm.Receive); err != nil {
+				a.log.Debug("dlm: a peer's connection ended", "from", c.RemoteAddr(), "err", err)
+			}
+		}()
+	}
 }
 
 // stopDLM ends the lock manager's sessions and its socket.
@@ -71,32 +86,6 @@ func (a *Agent) dlmAddrs(m string) []string {
 	return out
 }
 
-// dlmSend carries a batch to its member over the node service. It uses the
-// link that worked last, and moves to the next one when a call fails (a
-// pulled interconnect cable swallows calls rather than refusing them).
-func (a *Agent) dlmSend(ctx context.Context, b *server.Batch) (server.Ack, error) {
-	addrs := a.dlmAddrs(b.To)
-	if len(addrs) == 0 {
-		return server.Ack{Code: server.AckRetry, Msg: b.To + " is not a member"}, nil
-	}
-	a.dlmLinkMu.Lock()
-	i := a.dlmLink[b.To] % len(addrs)
-	a.dlmLinkMu.Unlock()
-	cctx, cancel := context.WithTimeout(ctx, max(a.prof.Renew, 200*time.Millisecond))
-	defer cancel()
-	var ack server.Ack
-	err := a.pool.Call(cctx, addrs[i], "DLM", b, &ack)
-	if err != nil && len(addrs) > 1 {
-		a.dlmLinkMu.Lock()
-		if a.dlmLink == nil {
-			a.dlmLink = map[string]int{}
-		}
-		a.dlmLink[b.To] = i + 1
-		a.dlmLinkMu.Unlock()
-	}
-	return ack, err
-}
-
 // dlmDial opens a stream of lock manager batches to member to, over the
 // link that worked last; a failed or silent stream moves to the next link.
 func (a *Agent) dlmDial(ctx context.Context, to string) (server.Link, error) {
@@ -113,7 +102,7 @@ func (a *Agent) dlmDial(ctx context.Context, to string) (server.Link, error) {
 	i := a.dlmLink[to] % len(addrs)
 	a.dlmLink[to] = i + 1
 	a.dlmLinkMu.Unlock()
-	return a.pool.OpenDLMStream(ctx, addrs[i], max(a.prof.Renew, 200*time.Millisecond))
+	return a.pool.DialDLM(ctx, addrs[i], max(a.prof.Renew, 200*time.Millisecond))
 }
 
 // dlmLoop keeps the lock manager in step with the view in the CDB and with
@@ -334,31 +323,6 @@ func (a *Agent) callMember(ctx context.Context, m, method string, req, resp any)
 }
 
 // The node service's lock manager methods.
-
-func (n *node) DLM(ctx context.Context, b *server.Batch) (*server.Ack, error) {
-	if b.From != rpc.PeerMember(ctx) {
-		return nil, cdb.Refuse(cdb.ErrDenied, "member %s may not send lock manager messages as %s", rpc.PeerMember(ctx), b.From)
-	}
-	ack := n.a.dlm.Receive(b)
-	return &ack, nil
-}
-
-func (n *node) DLMStream(ctx context.Context, recv func() (*server.Batch, error), send func(*server.Ack) error) error {
-	peer := rpc.PeerMember(ctx)
-	for {
-		b, err := recv()
-		if err != nil {
-			return err
-		}
-		if b.From != peer {
-			return cdb.Refuse(cdb.ErrDenied, "member %s may not send lock manager messages as %s", peer, b.From)
-		}
-		ack := n.a.dlm.Receive(b)
-		if err := send(&ack); err != nil {
-			return err
-		}
-	}
-}
 
 func (n *node) DLMEdges(ctx context.Context, _ *rpc.Empty) (*rpc.DLMEdgesResponse, error) {
 	return &rpc.DLMEdgesResponse{Edges: n.a.dlm.WaitEdges()}, nil

@@ -23,6 +23,10 @@ import (
 const (
 	ProtoRaft = "vigil-raft"
 	ProtoGRPC = "h2"
+	// ProtoDLM carries the lock manager's batches (dlm.go): framed JSON
+	// on a raw TLS stream, one reader and one writer per side, fewer
+	// goroutine hand-offs than a gRPC stream.
+	ProtoDLM = "vigil-dlm"
 )
 
 // handshakeTimeout bounds a TLS handshake on the cluster port.
@@ -35,6 +39,7 @@ type Mux struct {
 	log  *slog.Logger
 	raft chan net.Conn
 	grpc chan net.Conn
+	dlm  chan net.Conn
 	done chan struct{}
 	once sync.Once
 	// Allow, when set, says whether a verified certificate (common name,
@@ -50,7 +55,7 @@ func Listen(addr string, id *pki.Identity, log *slog.Logger, allow func(cn, seri
 	if err != nil {
 		return nil, err
 	}
-	m := &Mux{ln: ln, id: id, log: log, raft: make(chan net.Conn, 16), grpc: make(chan net.Conn, 16), done: make(chan struct{}), Allow: allow}
+	m := &Mux{ln: ln, id: id, log: log, raft: make(chan net.Conn, 16), grpc: make(chan net.Conn, 16), dlm: make(chan net.Conn, 16), done: make(chan struct{}), Allow: allow}
 	go m.serve()
 	return m, nil
 }
@@ -65,7 +70,7 @@ func (m *Mux) Close() error {
 }
 
 func (m *Mux) serve() {
-	cfg := m.id.ServerConfig(ProtoRaft, ProtoGRPC)
+	cfg := m.id.ServerConfig(ProtoRaft, ProtoGRPC, ProtoDLM)
 	for {
 		c, err := m.ln.Accept()
 		if err != nil {
@@ -96,18 +101,22 @@ func (m *Mux) route(c *tls.Conn) {
 	st := c.ConnectionState()
 	var ch chan net.Conn
 	switch st.NegotiatedProtocol {
-	case ProtoRaft:
+	case ProtoRaft, ProtoDLM:
+		what := map[string]string{ProtoRaft: "Raft", ProtoDLM: "lock manager"}[st.NegotiatedProtocol]
 		if len(st.VerifiedChains) == 0 {
-			m.log.Warn("refused Raft connection without a cluster certificate", "from", c.RemoteAddr())
+			m.log.Warn("refused "+what+" connection without a cluster certificate", "from", c.RemoteAddr())
 			c.Close()
 			return
 		}
 		if leaf := st.VerifiedChains[0][0]; m.Allow != nil && !m.Allow(leaf.Subject.CommonName, pki.Serial(leaf.SerialNumber)) {
-			m.log.Warn("refused Raft connection from a certificate that no longer speaks for a member", "from", c.RemoteAddr(), "cn", leaf.Subject.CommonName)
+			m.log.Warn("refused "+what+" connection from a certificate that no longer speaks for a member", "from", c.RemoteAddr(), "cn", leaf.Subject.CommonName)
 			c.Close()
 			return
 		}
 		ch = m.raft
+		if st.NegotiatedProtocol == ProtoDLM {
+			ch = m.dlm
+		}
 	case ProtoGRPC:
 		ch = m.grpc
 	default:
@@ -119,6 +128,17 @@ func (m *Mux) route(c *tls.Conn) {
 	case ch <- c:
 	case <-m.done:
 		c.Close()
+	}
+}
+
+// AcceptDLM returns the next lock manager connection (its peer's
+// certificate verified and allowed).
+func (m *Mux) AcceptDLM() (*tls.Conn, error) {
+	select {
+	case c := <-m.dlm:
+		return c.(*tls.Conn), nil
+	case <-m.done:
+		return nil, errors.New("cluster port closed")
 	}
 }
 

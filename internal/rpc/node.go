@@ -17,7 +17,6 @@ import (
 
 	"github.com/vigil-cluster/vigil/internal/cdb"
 	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
-	"github.com/vigil-cluster/vigil/internal/dlm/server"
 	"github.com/vigil-cluster/vigil/internal/pki"
 )
 
@@ -94,15 +93,11 @@ type Node interface {
 	Backup(context.Context, *Empty) (*BackupResponse, error)
 	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
 
-	// The lock manager's traffic (package dlm/server): batches between
-	// members, and the director's deadlock search and `vigil locks`.
-	DLM(context.Context, *server.Batch) (*server.Ack, error)
+	// The lock manager's director deadlock search and `vigil locks` (its
+	// batches between members travel on ProtoDLM connections).
 	DLMEdges(context.Context, *Empty) (*DLMEdgesResponse, error)
 	DLMAbort(context.Context, *DLMAbortRequest) (*Empty, error)
 	DLMLocks(context.Context, *Empty) (*cluster.Table, error)
-	// DLMStream carries a member's batches to this one and the acks
-	// back, until recv fails.
-	DLMStream(ctx context.Context, recv func() (*server.Batch, error), send func(*server.Ack) error) error
 }
 
 // DLMEdgesResponse carries the wait-for edges of a member's masters.
@@ -147,65 +142,11 @@ var serviceDesc = grpc.ServiceDesc{
 		method("LogLevel", Node.LogLevel),
 		method("Backup", Node.Backup),
 		method("Renew", Node.Renew),
-		method("DLM", Node.DLM),
 		method("DLMEdges", Node.DLMEdges),
 		method("DLMAbort", Node.DLMAbort),
 		method("DLMLocks", Node.DLMLocks),
 	},
-	Streams: []grpc.StreamDesc{{StreamName: "DLMStream", ClientStreams: true, ServerStreams: true,
-		Handler: func(srv any, ss grpc.ServerStream) error {
-			recv := func() (*server.Batch, error) {
-				b := new(server.Batch)
-				if err := ss.RecvMsg(b); err != nil {
-					return nil, err
-				}
-				return b, nil
-			}
-			return srv.(Node).DLMStream(ss.Context(), recv, func(a *server.Ack) error { return ss.SendMsg(a) })
-		}}},
 }
-
-// dlmStreamDesc is the client side of DLMStream.
-var dlmStreamDesc = grpc.StreamDesc{StreamName: "DLMStream", ClientStreams: true, ServerStreams: true}
-
-// DLMLink is the client end of a DLMStream.
-type DLMLink struct {
-	cs     grpc.ClientStream
-	cancel context.CancelFunc
-}
-
-// OpenDLMStream opens a DLMStream to the member at addr, giving up after
-// timeout (a pulled cable swallows the connection attempt).
-func (p *Pool) OpenDLMStream(ctx context.Context, addr string, timeout time.Duration) (*DLMLink, error) {
-	c, err := p.conn(addr)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	t := time.AfterFunc(timeout, cancel)
-	cs, err := c.NewStream(ctx, &dlmStreamDesc, "/"+serviceName+"/DLMStream")
-	if !t.Stop() && err == nil {
-		err = context.DeadlineExceeded
-	}
-	if err != nil {
-		cancel()
-		return nil, fromStatus(err)
-	}
-	return &DLMLink{cs: cs, cancel: cancel}, nil
-}
-
-// Send sends a batch.
-func (l *DLMLink) Send(b *server.Batch) error { return l.cs.SendMsg(b) }
-
-// Recv returns the next ack.
-func (l *DLMLink) Recv() (server.Ack, error) {
-	var a server.Ack
-	err := l.cs.RecvMsg(&a)
-	return a, err
-}
-
-// Close ends the stream.
-func (l *DLMLink) Close() { l.cancel() }
 
 // MaxMessage bounds a node-service message.
 const MaxMessage = 16 << 20
@@ -217,7 +158,6 @@ func Serve(m *Mux, n Node, log *slog.Logger) *grpc.Server {
 		grpc.ForceServerCodec(jsonCodec{}),
 		grpc.MaxRecvMsgSize(MaxMessage),
 		grpc.UnaryInterceptor(requireMember(log, m)),
-		grpc.StreamInterceptor(requireMemberStream(log, m)),
 	)
 	s.RegisterService(&serviceDesc, n)
 	go s.Serve(newGRPCListener(m))
@@ -241,24 +181,6 @@ func requireMember(log *slog.Logger, m *Mux) grpc.UnaryServerInterceptor {
 			return nil, status.Errorf(codes.PermissionDenied, "the certificate of %s does not speak for a member of this cluster (removed?)", cn)
 		}
 		return h(ctx, req)
-	}
-}
-
-// requireMemberStream refuses every stream from a peer without a
-// certificate of the cluster CA, or whose certificate no longer speaks for
-// a member.
-func requireMemberStream(log *slog.Logger, m *Mux) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		ctx := ss.Context()
-		if PeerMember(ctx) == "" {
-			log.Warn("refused node stream without a cluster certificate", "method", info.FullMethod, "from", PeerAddr(ctx))
-			return status.Error(codes.Unauthenticated, "this call needs a member certificate of this cluster")
-		}
-		if cn, serial := peerCert(ctx); m.Allow != nil && !m.Allow(cn, serial) {
-			log.Warn("refused node stream from a certificate that no longer speaks for a member", "method", info.FullMethod, "cn", cn, "from", PeerAddr(ctx))
-			return status.Errorf(codes.PermissionDenied, "the certificate of %s does not speak for a member of this cluster (removed?)", cn)
-		}
-		return h(srv, ss)
 	}
 }
 

@@ -1,0 +1,137 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/vigil-cluster/vigil/internal/dlm/server"
+)
+
+// The lock manager's connections (ProtoDLM): each frame is a 4-byte
+// big-endian length and that many bytes of JSON: server.Batch from the
+// dialing member, server.Ack back, in order.
+
+// MaxDLMFrame bounds one frame.
+const MaxDLMFrame = MaxMessage
+
+// WriteFrame writes v as one frame to w (not flushed).
+func WriteFrame(w *bufio.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(b) > MaxDLMFrame {
+		return fmt.Errorf("lock manager frame of %d bytes is over the limit of %d", len(b), MaxDLMFrame)
+	}
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+	w.Write(n[:])
+	_, err = w.Write(b)
+	return err
+}
+
+// ReadFrame reads one frame from r into v.
+func ReadFrame(r *bufio.Reader, v any) error {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size > MaxDLMFrame {
+		return fmt.Errorf("lock manager frame of %d bytes is over the limit of %d", size, MaxDLMFrame)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("lock manager frame does not decode: %w", err)
+	}
+	return nil
+}
+
+// DLMConn is the dialing end of a lock manager connection: a server.Link.
+type DLMConn struct {
+	c *tls.Conn
+	r *bufio.Reader
+	w *bufio.Writer
+}
+
+// DialDLM opens a lock manager connection to the member at addr, giving
+// up after timeout.
+func (p *Pool) DialDLM(ctx context.Context, addr string, timeout time.Duration) (*DLMConn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: p.id.ClientConfig(ProtoDLM)}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := c.(*tls.Conn)
+	if tc.ConnectionState().NegotiatedProtocol != ProtoDLM {
+		tc.Close()
+		return nil, fmt.Errorf("the member at %s does not speak %s (an older vigil?)", addr, ProtoDLM)
+	}
+	return &DLMConn{c: tc, r: bufio.NewReaderSize(tc, 64<<10), w: bufio.NewWriterSize(tc, 64<<10)}, nil
+}
+
+// Send writes a batch.
+func (l *DLMConn) Send(b *server.Batch) error {
+	if err := WriteFrame(l.w, b); err != nil {
+		return err
+	}
+	return l.w.Flush()
+}
+
+// Recv reads the next ack.
+func (l *DLMConn) Recv() (server.Ack, error) {
+	var a server.Ack
+	err := ReadFrame(l.r, &a)
+	return a, err
+}
+
+// Close closes the connection.
+func (l *DLMConn) Close() { l.c.Close() }
+
+// ServeDLM serves one accepted lock manager connection: every batch must
+// come from the member its certificate names; each is applied by recv and
+// answered in order. It returns when the connection ends.
+func ServeDLM(c *tls.Conn, apply func(*server.Batch) server.Ack) error {
+	defer c.Close()
+	st := c.ConnectionState()
+	if len(st.VerifiedChains) == 0 {
+		return fmt.Errorf("lock manager connection without a member certificate")
+	}
+	peer := st.VerifiedChains[0][0].Subject.CommonName
+	r, w := bufio.NewReaderSize(c, 64<<10), bufio.NewWriterSize(c, 64<<10)
+	for {
+		var b server.Batch
+		if err := ReadFrame(r, &b); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		if b.From != peer {
+			return fmt.Errorf("member %s sent lock manager batches as %s", peer, b.From)
+		}
+		ack := apply(&b)
+		if err := WriteFrame(w, &ack); err != nil {
+			return err
+		}
+		// Flush only when no more batches are already waiting: acks of a
+		// burst go out together.
+		if r.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
