@@ -213,6 +213,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	for _, m := range a.muxes {
 		a.grpcs = append(a.grpcs, rpc.Serve(m, &node{a: a}, a.log))
+		go a.serveDLMConns(m)
 	}
 	if err := a.serveAPI(); err != nil {
 		return err
