@@ -37,7 +37,6 @@ package socket
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,28 +53,6 @@ import (
 	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
 	"github.com/vigil-cluster/vigil/internal/dlm/server"
 )
-
-// Codec encodes the frames as JSON (the client must use it too).
-type Codec struct{}
-
-// Marshal encodes a frame.
-func (Codec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-// Unmarshal decodes a frame; a ClientFrame is checked as DecodeFrame does.
-func (Codec) Unmarshal(b []byte, v any) error {
-	if f, ok := v.(*ClientFrame); ok {
-		d, err := DecodeFrame(b)
-		if err != nil {
-			return err
-		}
-		*f = *d
-		return nil
-	}
-	return json.Unmarshal(b, v)
-}
-
-// Name is the codec's name.
-func (Codec) Name() string { return "json" }
 
 // StreamDesc describes the Session stream, for clients.
 var StreamDesc = grpc.StreamDesc{StreamName: "Session", ServerStreams: true, ClientStreams: true}
@@ -112,6 +89,10 @@ func NewServer(srv *server.Server, log *slog.Logger) *grpc.Server {
 		grpc.ForceServerCodec(Codec{}),
 		grpc.MaxRecvMsgSize(MaxFrame),
 		grpc.MaxSendMsgSize(MaxFrame),
+		// Fixed windows turn off gRPC's bandwidth probing, whose pings
+		// cost a round of syscalls per message on a local socket.
+		grpc.InitialWindowSize(1<<20),
+		grpc.InitialConnWindowSize(4<<20),
 	)
 	g.RegisterService(&serviceDesc, &service{srv: srv, log: log})
 	return g
@@ -125,8 +106,8 @@ type service struct {
 // maxPending is MaxPending, lowered by tests.
 var maxPending = MaxPending
 
-// errSlow ends a session whose client does not read.
-var errSlow = status.Errorf(codes.ResourceExhausted,
+// errNotReading ends a session whose client does not read.
+var errNotReading = status.Errorf(codes.ResourceExhausted,
 	"the client does not read its notifications: %d are waiting: the session ends and its locks are released (read the stream while you hold locks)", MaxPending)
 
 // stream is one session on one gRPC stream.
@@ -161,7 +142,7 @@ func (st *stream) onEvent(ev cluster.Event) {
 		return
 	}
 	if len(st.out)+len(st.later) >= maxPending {
-		st.failed = errSlow
+		st.failed = errNotReading
 		close(st.dead)
 		st.signal()
 		return

@@ -1,7 +1,6 @@
 package socket
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -331,22 +330,6 @@ func flagList(f dlm.Flags) string {
 		return "none"
 	}
 	return f.String()
-}
-
-// DecodeFrame decodes a ClientFrame and checks its size (not its
-// requests: see Request.Check).
-func DecodeFrame(b []byte) (*ClientFrame, error) {
-	if len(b) > MaxFrame {
-		return nil, fmt.Errorf("a frame of %d bytes is too long: send at most %d bytes per message", len(b), MaxFrame)
-	}
-	var f ClientFrame
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("a frame does not decode as JSON requests: %v", err)
-	}
-	if len(f.Requests) > MaxRequests {
-		return nil, fmt.Errorf("a frame holds %d requests: send at most %d per message", len(f.Requests), MaxRequests)
-	}
-	return &f, nil
 }
 
 // EventMessage is the message of a session event.
