@@ -1,0 +1,395 @@
+package dlmclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/vigil-cluster/vigil/internal/dlm"
+	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
+	"github.com/vigil-cluster/vigil/internal/dlm/server"
+	"github.com/vigil-cluster/vigil/internal/dlm/socket"
+)
+
+// localTransport calls a server.Session in this process.
+type localTransport struct {
+	c     *Client
+	ss    *server.Session
+	enqMu sync.Mutex // one enqueue at a time: events of its new lock come before its id
+}
+
+func (t *localTransport) do(o *op) {
+	switch o.kind {
+	case cluster.OpEnqueue:
+		t.enqMu.Lock()
+		defer t.enqMu.Unlock()
+		t.c.mu.Lock()
+		t.c.enqueuing = true
+		t.c.mu.Unlock()
+		id, err := t.ss.Enqueue(cluster.Request{Lockspace: o.lock.ls, Name: o.lock.name, Parent: o.id, Mode: o.mode, Flags: o.flags})
+		t.c.answered(o, fromCluster(id), err)
+	case cluster.OpConvert:
+		_, err := t.ss.Enqueue(cluster.Request{Lock: o.id, Mode: o.mode, Flags: o.flags, Value: o.value})
+		t.c.answered(o, LockID{}, err)
+	case cluster.OpUnlock:
+		t.c.answered(o, LockID{}, t.ss.Unlock(o.id, o.flags, o.value))
+	case cluster.OpCancel:
+		t.c.answered(o, LockID{}, t.ss.Cancel(o.id))
+	}
+}
+
+func (t *localTransport) close() error { return t.ss.Close() }
+
+// socketTransport speaks to the agent over its Unix socket: one gRPC
+// stream. Callers' requests are sent by whichever caller finds no send
+// running (it sends everything queued meanwhile in one frame); one
+// goroutine reads answers and events.
+type socketTransport struct {
+	c      *Client
+	path   string
+	cc     *grpc.ClientConn
+	stream grpc.ClientStream
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the reader ends
+
+	sendMu sync.Mutex // serializes SendMsg and CloseSend
+
+	mu      sync.Mutex
+	nextTag uint64           // guarded by mu
+	calls   map[uint64]*op   // guarded by mu: sent, not answered
+	queue   []socket.Request // guarded by mu: to send
+	sending bool             // guarded by mu: a caller is sending the queue
+	err     error            // guarded by mu: the stream ended
+	closing bool             // guarded by mu: Close was called
+}
+
+// Dial opens a session on the lock manager of the agent whose socket is at
+// path (DATA/dlm.sock). ctx bounds the connection, not the session.
+func Dial(ctx context.Context, path string) (*Client, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err,
+			Msg: fmt.Sprintf("%s does not exist: the vigil agent is not running on this member", path)}
+	case errors.Is(err, os.ErrPermission):
+		return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err,
+			Msg: fmt.Sprintf("cannot reach %s: permission denied (the lock manager's socket is for root only)", path)}
+	case err != nil:
+		return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: err.Error()}
+	case fi.Mode()&os.ModeSocket == 0:
+		return nil, &Error{Op: "dial", Kind: ErrNoAgent,
+			Msg: fmt.Sprintf("%s is not a socket: give the lock manager's socket (DATA/%s)", path, socket.File)}
+	}
+	var (
+		dialMu  sync.Mutex
+		dialErr error
+	)
+	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "unix", path)
+		dialMu.Lock()
+		dialErr = err
+		dialMu.Unlock()
+		return conn, err
+	}
+	cc, err := grpc.NewClient("passthrough:///dlm.sock",
+		grpc.WithContextDialer(dialer),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(socket.CallOptions()...),
+		grpc.WithReadBufferSize(64<<10), grpc.WithWriteBufferSize(64<<10),
+		grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(4<<20),
+	)
+	if err != nil {
+		return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: err.Error()}
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, cancel)
+	fail := func(err error) (*Client, error) {
+		cancel()
+		cc.Close()
+		dialMu.Lock()
+		de := dialErr
+		dialMu.Unlock()
+		switch {
+		case errors.Is(de, syscall.ECONNREFUSED):
+			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: de,
+				Msg: fmt.Sprintf("nothing listens on %s: the vigil agent is not running on this member (the socket is left from an earlier run)", path)}
+		case errors.Is(de, syscall.EACCES) || errors.Is(de, syscall.EPERM):
+			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: de,
+				Msg: fmt.Sprintf("cannot connect to %s: permission denied (the lock manager's socket is for root only)", path)}
+		case ctx.Err() != nil:
+			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: ctx.Err(),
+				Msg: fmt.Sprintf("no session from the lock manager at %s in time (%v): is the agent overloaded or stuck?", path, ctx.Err())}
+		case de != nil:
+			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: de, Msg: fmt.Sprintf("cannot connect to %s: %v", path, de)}
+		}
+		if s, ok := status.FromError(err); ok {
+			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: fmt.Sprintf("the lock manager at %s refused a session: %s", path, s.Message())}
+		}
+		return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: fmt.Sprintf("no session from the lock manager at %s: %v", path, err)}
+	}
+	stream, err := cc.NewStream(sctx, &socket.StreamDesc, socket.Method)
+	if err != nil {
+		return fail(err)
+	}
+	var first socket.ServerFrame
+	if err := stream.RecvMsg(&first); err != nil {
+		return fail(err)
+	}
+	if !stop() {
+		return fail(ctx.Err())
+	}
+	if len(first.Messages) == 0 || first.Messages[0].Event != socket.EventOpen {
+		return fail(errors.New("the first message is not the session's opening: is this a vigil lock manager socket?"))
+	}
+	c := newClient()
+	t := &socketTransport{c: c, path: path, cc: cc, stream: stream, cancel: cancel,
+		done: make(chan struct{}), calls: map[uint64]*op{}}
+	c.t, c.owner = t, first.Messages[0].Session
+	for i := range first.Messages[1:] {
+		t.handle(&first.Messages[1+i])
+	}
+	go t.read()
+	return c, nil
+}
+
+func (t *socketTransport) do(o *op) {
+	r := socket.Request{Op: socketOps[o.kind], Flags: uint16(o.flags &^ dlm.Convert)}
+	switch o.kind {
+	case cluster.OpEnqueue:
+		r.Lockspace, r.Name, r.Parent, r.Mode = o.lock.ls, o.lock.name, o.id, socket.ModeName(o.mode)
+	case cluster.OpConvert:
+		r.Lock, r.Mode = o.id, socket.ModeName(o.mode)
+	default:
+		r.Lock = o.id
+	}
+	if o.value != nil {
+		r.Value = o.value[:]
+	}
+	t.mu.Lock()
+	if t.err != nil {
+		err := t.err
+		t.mu.Unlock()
+		t.c.answered(o, LockID{}, err)
+		return
+	}
+	t.nextTag++
+	r.Tag = t.nextTag
+	t.calls[r.Tag] = o
+	t.queue = append(t.queue, r)
+	if t.sending {
+		t.mu.Unlock()
+		return
+	}
+	t.sending = true
+	for len(t.queue) > 0 {
+		batch := t.queue
+		if len(batch) > socket.MaxRequests {
+			batch, t.queue = batch[:socket.MaxRequests:socket.MaxRequests], batch[socket.MaxRequests:]
+		} else {
+			t.queue = nil
+		}
+		t.mu.Unlock()
+		t.sendMu.Lock()
+		err := t.stream.SendMsg(&socket.ClientFrame{Requests: batch})
+		t.sendMu.Unlock()
+		t.mu.Lock()
+		if err != nil {
+			// The reader sees the stream end and fails every call.
+			t.queue = nil
+			break
+		}
+	}
+	t.sending = false
+	t.mu.Unlock()
+}
+
+var socketOps = map[cluster.OpKind]string{
+	cluster.OpEnqueue: socket.OpEnqueue, cluster.OpConvert: socket.OpConvert,
+	cluster.OpUnlock: socket.OpUnlock, cluster.OpCancel: socket.OpCancel,
+}
+
+// read handles the server's messages until the stream ends.
+func (t *socketTransport) read() {
+	defer close(t.done)
+	for {
+		var f socket.ServerFrame
+		if err := t.stream.RecvMsg(&f); err != nil {
+			t.fail(err)
+			return
+		}
+		for i := range f.Messages {
+			t.handle(&f.Messages[i])
+		}
+	}
+}
+
+func (t *socketTransport) handle(m *socket.Message) {
+	if m.Event == "" {
+		t.mu.Lock()
+		o := t.calls[m.Tag]
+		delete(t.calls, m.Tag)
+		t.mu.Unlock()
+		if o == nil {
+			return // an answer to nothing: ignore it
+		}
+		var err error
+		if m.Err != "" {
+			err = answerErr(o, m)
+		}
+		t.c.answered(o, fromCluster(m.Lock), err)
+		return
+	}
+	ev := event{lock: fromCluster(m.Lock), token: m.Token, blocked: fromCluster(m.Blocked), valBlk: m.ValBlk, valid: m.Valid}
+	if md, ok := socket.ParseMode(m.Mode); ok {
+		ev.mode = Mode(md)
+	}
+	copy(ev.value[:], m.Value)
+	switch m.Event {
+	case socket.EventGranted:
+		ev.kind = cluster.EventGranted
+	case socket.EventNotQueued:
+		ev.kind = cluster.EventNotQueued
+	case socket.EventCanceled:
+		ev.kind = cluster.EventCanceled
+	case socket.EventDeadlock:
+		ev.kind = cluster.EventDeadlock
+	case socket.EventBlocking:
+		ev.kind = cluster.EventBlocking
+	case socket.EventRefused:
+		ev.kind = cluster.EventRefused
+		for k, n := range socketOps {
+			if n == m.Op {
+				ev.op = k
+			}
+		}
+	case socket.EventLost:
+		ev.kind = cluster.EventLost
+	default:
+		return // an event this client does not know
+	}
+	if m.Err != "" {
+		ev.err = &wireError{kind: m.Err, msg: m.Msg}
+	}
+	t.c.mu.Lock()
+	t.c.dispatchLocked(ev)
+	t.c.mu.Unlock()
+}
+
+// wireError is an error the server sent: its kind's name and reason.
+type wireError struct{ kind, msg string }
+
+func (e *wireError) Error() string { return e.msg }
+
+// Is makes socket.Kind find the kind's sentinel.
+func (e *wireError) Is(target error) bool {
+	return kindByName(e.kind) == target || wireSentinel(e.kind) == target
+}
+
+// wireSentinel maps a wire kind to the lock manager's sentinel, for
+// socket.Kind.
+func wireSentinel(kind string) error {
+	switch kind {
+	case socket.KindLost:
+		return server.ErrLost
+	case socket.KindClosed:
+		return server.ErrClosed
+	case socket.KindNotMember:
+		return cluster.ErrNotMember
+	case socket.KindBusy:
+		return cluster.ErrBusy
+	case socket.KindRecovering:
+		return cluster.ErrRecovering
+	case socket.KindWrongState:
+		return dlm.ErrWrongState
+	case socket.KindUnknownLock:
+		return dlm.ErrUnknownLock
+	case socket.KindUnknownResource:
+		return dlm.ErrUnknownResource
+	case socket.KindHasChildren:
+		return dlm.ErrHasChildren
+	case socket.KindLimit:
+		return dlm.ErrLimit
+	case socket.KindNotMaster:
+		return cluster.ErrNotMaster
+	}
+	return dlm.ErrInvalid
+}
+
+func answerErr(o *op, m *socket.Message) error {
+	name := "lock"
+	switch o.kind {
+	case cluster.OpConvert:
+		name = "convert"
+	case cluster.OpUnlock:
+		name = "unlock"
+	case cluster.OpCancel:
+		name = "cancel"
+	}
+	l := o.lock
+	return &Error{Op: name, Lockspace: l.ls, Resource: l.name, Lock: l.id, Kind: kindByName(m.Err), Msg: m.Msg}
+}
+
+// fail ends the session after the stream broke or was closed.
+func (t *socketTransport) fail(err error) {
+	t.mu.Lock()
+	closing := t.closing
+	var e *Error
+	switch {
+	case closing:
+		e = &Error{Op: "session", Kind: ErrClosed, Msg: "the lock client was closed: the lock manager released this session's locks"}
+	case errors.Is(err, io.EOF):
+		e = &Error{Op: "session", Kind: ErrLost, Err: err,
+			Msg: fmt.Sprintf("the lock manager at %s ended the session: it released this session's locks", t.path)}
+	default:
+		why := err.Error()
+		if s, ok := status.FromError(err); ok {
+			why = s.Message()
+			if s.Code() == codes.Unavailable {
+				why = "the agent stopped or the connection broke (" + s.Message() + ")"
+			}
+		}
+		e = &Error{Op: "session", Kind: ErrLost, Err: err,
+			Msg: fmt.Sprintf("the session with the lock manager at %s ended: %s: it released this session's locks", t.path, why)}
+	}
+	t.err = e
+	calls := t.calls
+	t.calls = map[uint64]*op{}
+	t.mu.Unlock()
+	t.c.mu.Lock()
+	t.c.endLocked(e, !closing)
+	t.c.mu.Unlock()
+	for _, o := range calls {
+		t.c.answered(o, LockID{}, e)
+	}
+}
+
+func (t *socketTransport) close() error {
+	t.mu.Lock()
+	t.closing = true
+	t.mu.Unlock()
+	go func() {
+		t.sendMu.Lock()
+		t.stream.CloseSend()
+		t.sendMu.Unlock()
+	}()
+	// The server ends the stream once it has released the locks.
+	select {
+	case <-t.done:
+	case <-time.After(5 * time.Second):
+	}
+	t.cancel()
+	<-t.done
+	return t.cc.Close()
+}

@@ -1,0 +1,268 @@
+package dlmclient
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
+	"github.com/vigil-cluster/vigil/internal/dlm/server"
+	"github.com/vigil-cluster/vigil/internal/dlm/socket"
+)
+
+func TestDialErrors(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dlm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ctx := ctxT(t)
+
+	missing := filepath.Join(dir, "missing.sock")
+	_, err = Dial(ctx, missing)
+	if !errors.Is(err, ErrNoAgent) || !strings.Contains(err.Error(), missing+" does not exist: the vigil agent is not running on this member") {
+		t.Errorf("missing socket: %v", err)
+	}
+
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	if _, err = Dial(ctx, file); !errors.Is(err, ErrNoAgent) || !strings.Contains(err.Error(), "is not a socket") {
+		t.Errorf("a plain file: %v", err)
+	}
+
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	if _, err = Dial(ctx, stale); !errors.Is(err, ErrNoAgent) || !strings.Contains(err.Error(), "nothing listens on "+stale) {
+		t.Errorf("a stale socket: %v", err)
+	}
+
+	// A listener that never speaks: Dial gives up with its context.
+	mute := filepath.Join(dir, "mute.sock")
+	ln, err = net.Listen("unix", mute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err = Dial(short, mute); !errors.Is(err, ErrNoAgent) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a mute socket: %v", err)
+	}
+}
+
+// When the agent goes away, the session's locks are lost and the agent
+// released them.
+func TestConnectionLost(t *testing.T) {
+	srv := newServer(t)
+	dir, err := os.MkdirTemp("", "dlm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, socket.File)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := socket.Serve(ln, srv, nil)
+	ctx := ctxT(t)
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	l, err := c.Lock(ctx, "res", EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.LockAsync("other", EX, NoQueue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Wait(ctx)
+	g.Stop()
+	select {
+	case <-l.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lock was not reported lost when the agent went away")
+	}
+	<-c.Lost()
+	if err := l.Err(); !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), "released this session's locks") {
+		t.Errorf("lost lock: %v", err)
+	}
+	if _, err := c.Lock(ctx, "res", EX); !errors.Is(err, ErrLost) {
+		t.Errorf("lock after the connection broke: %v", err)
+	}
+	waitFor(t, "the agent to release the locks", func() bool { return len(srv.Locks().Held) == 0 })
+}
+
+// Many goroutines share one session over the socket.
+func TestConcurrentSocketSession(t *testing.T) {
+	r := newRig(t, "socket")
+	c := r.client()
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := []string{"shared", "mine" + string(rune('a'+w))}
+			for i := range 100 {
+				l, err := c.Lock(ctx, res[i%2], EX)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := l.Unlock(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := len(r.held()); n != 0 {
+		t.Fatalf("%d locks left", n)
+	}
+}
+
+// pair is two lock managers that reach each other in-process.
+func pair(t *testing.T) (map[string]*server.Server, server.View) {
+	t.Helper()
+	var mu sync.Mutex
+	srvs := map[string]*server.Server{}
+	send := func(ctx context.Context, b *server.Batch) (server.Ack, error) {
+		mu.Lock()
+		to := srvs[b.To]
+		mu.Unlock()
+		if to == nil {
+			return server.Ack{}, errors.New("unreachable")
+		}
+		return to.Receive(b), nil
+	}
+	v := server.View{Number: 1, Members: map[string]uint64{}}
+	for _, m := range []string{"m1", "m2"} {
+		s, err := server.New(server.Config{Member: m, Send: send})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		mu.Lock()
+		srvs[m] = s
+		mu.Unlock()
+		v.Members[m] = s.Incarnation()
+	}
+	for _, s := range srvs {
+		if err := s.SetView(v); err != nil {
+			t.Fatal(err)
+		}
+		s.SetQuorum(true)
+	}
+	for _, s := range srvs {
+		waitFor(t, "ready", s.Ready)
+	}
+	return srvs, v
+}
+
+// rootOn returns a resource name that member m masters.
+func rootOn(v server.View, ls, m string) string {
+	cv := cluster.View{Number: v.Number, Members: v.Names()}
+	for i := 0; ; i++ {
+		r := "res" + string(rune('a'+i%26)) + string(rune('a'+i/26%26))
+		if cluster.Master(cv, ls, r) == m {
+			return r
+		}
+	}
+}
+
+// Locks mastered on another member: completions and refusals come later
+// than the answers.
+func TestRemoteMaster(t *testing.T) {
+	srvs, v := pair(t)
+	res := rootOn(v, DefaultLockspace, "m2")
+	for _, kind := range []string{"local", "socket"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := ctxT(t)
+			open := func(s *server.Server) *Client {
+				var c *Client
+				var err error
+				if kind == "local" {
+					c, err = Local(s)
+				} else {
+					c, err = Dial(ctx, serve(t, s))
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				return c
+			}
+			a, b := open(srvs["m1"]), open(srvs["m2"])
+			l, err := a.Lock(ctx, res, PW, ValueBlock())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Lock(ctx, res, EX, NoQueue()); !errors.Is(err, ErrNotQueued) {
+				t.Fatalf("EX NoQueue against a remote PW: %v", err)
+			}
+			p, err := b.LockAsync(res, PR, ValueBlock())
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case bl := <-l.Blocking():
+				if bl.Mode != PR {
+					t.Fatalf("blocking %+v", bl)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no blocking notification from the remote master")
+			}
+			var val Value
+			copy(val[:], "remote")
+			if err := l.Convert(ctx, CR, WithValue(val)); err != nil {
+				t.Fatal(err)
+			}
+			lb, err := p.Wait(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := lb.Value(); !ok || got != val {
+				t.Fatalf("value %q valid %v", got[:6], ok)
+			}
+			if err := l.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := lb.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "no locks", func() bool {
+				return len(srvs["m1"].Locks().Held) == 0 && len(srvs["m2"].Locks().Held) == 0
+			})
+		})
+	}
+}
