@@ -42,6 +42,10 @@ func ExitCode(err error) int {
 	if err == nil {
 		return ExitOK
 	}
+	var es *exitStatus
+	if errors.As(err, &es) {
+		return es.code
+	}
 	var ue usageError
 	if errors.As(err, &ue) {
 		return ExitUsage
@@ -94,7 +98,7 @@ func run(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer
 	root.SetIn(in)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	err := root.ExecuteContext(ctx)
-	if err != nil {
+	if err != nil && err.Error() != "" {
 		fmt.Fprintf(errOut, "vigil: %v\n", err)
 	}
 	return ExitCode(err)
@@ -118,6 +122,7 @@ func newRoot(ctx context.Context, g *globals) *cobra.Command {
 		clusterCmd(g), memberCmd(g), membersCmd(g), statusCmd(g), agentCmd(g), settingsCmd(g),
 		cdbCmd(g), logLevelCmd(g), demoCmd(g), versionCmd(g),
 		applyCmd(g, false), applyCmd(g, true), serviceCmd(g), maintenanceCmd(g), serveNameCmd(g), fenceCmd(g),
+		lockCmd(g), locksCmd(g),
 	)
 	return root
 }
