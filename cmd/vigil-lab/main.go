@@ -285,5 +285,60 @@ func workloadCmds() []*cobra.Command {
 		}}
 	fence := &cobra.Command{Use: "fence-agent", Short: "(lab) the power switch as a fence agent (stdin: action=, nodename=, dir=)", Hidden: true, Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return lab.FenceAgent(os.Stdin, os.Stdout) }}
-	return []*cobra.Command{httpd, writer, probe, get, fence}
+	return []*cobra.Command{httpd, writer, probe, get, fence, lockstoreCmd(), dlmworkerCmd()}
+}
+
+func lockstoreCmd() *cobra.Command {
+	var listen, log string
+	c := &cobra.Command{Use: "lockstore --listen ADDR --log FILE", Short: "(lab) the fencing-token store of the lock workload: POST /op", Hidden: true, Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return lab.ServeLockStore(c.Context(), listen, log, os.Stdout)
+		}}
+	c.Flags().StringVar(&listen, "listen", fmt.Sprintf(":%d", lab.LockStorePort), "listen address")
+	c.Flags().StringVar(&log, "log", "", "the log to append every operation to")
+	return c
+}
+
+func dlmworkerCmd() *cobra.Command {
+	c := &cobra.Command{Use: "dlmworker --socket DATA/dlm.sock --store URL --member M --client NAME --resources r1,r2 --log FILE",
+		Short: "(lab) a lock worker: lock, send operations with the fencing token to the store, unlock, again", Hidden: true, Args: cobra.NoArgs}
+	get := workerFlags(c)
+	c.RunE = func(c *cobra.Command, _ []string) error { return lab.RunDLMWorker(c.Context(), get()) }
+	return c
+}
+
+// workerFlags defines the lock worker's flags on c; get returns the
+// options they give.
+func workerFlags(c *cobra.Command) (get func() lab.DLMWorkerOptions) {
+	var o lab.DLMWorkerOptions
+	var resources, modes string
+	f := c.Flags()
+	f.StringVar(&o.Socket, "socket", "", "the agent's lock manager socket (DATA/dlm.sock)")
+	f.StringVar(&o.Store, "store", "", "the lock store's URL")
+	f.StringVar(&o.Member, "member", "", "this member (default $VIGIL_MEMBER)")
+	f.StringVar(&o.Client, "client", "", "this worker's name, unique in the run")
+	f.StringVar(&resources, "resources", "r1,r2,r3", "the resources to lock")
+	f.StringVar(&modes, "modes", "EX,PR", "the modes to draw from")
+	f.IntVar(&o.MinOps, "ops-min", 1, "the least operations per lock held")
+	f.IntVar(&o.MaxOps, "ops", 3, "the most operations per lock held")
+	f.DurationVar(&o.GapMin, "gap-min", 10*time.Millisecond, "the least time before an operation")
+	f.DurationVar(&o.GapMax, "gap-max", 50*time.Millisecond, "the most time before an operation")
+	f.DurationVar(&o.Timeout, "timeout", 5*time.Second, "the longest wait for a lock or an unlock")
+	f.BoolVar(&o.IgnoreLost, "ignore-lost", false, "keep sending operations after the lock is lost (the store must refuse them)")
+	f.Uint64Var(&o.Seed, "seed", 0, "seed of the worker's choices")
+	f.StringVar(&o.Log, "log", "", "the worker's log")
+	return func() lab.DLMWorkerOptions {
+		o.Resources, o.Modes = splitList(resources), splitList(modes)
+		return o
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
 }

@@ -24,7 +24,9 @@ func chaosCmd(g *globals) *cobra.Command {
 		Short: "a seeded random fault schedule against a workload, then a final heal and the invariant checks",
 		Long: "Builds a lab in --dir, runs the schedule the seed gives (printed first: the same seed replays the same\n" +
 			"schedule), heals everything and checks: no two members ran a service at once, every acknowledged CDB\n" +
-			"write is readable on every member, every service is ONLINE within the liveness bound.\n" +
+			"write is readable on every member, every service is ONLINE within the liveness bound, and the lock\n" +
+			"workload (lock workers on every member, a fencing store in the client namespace) saw no incompatible\n" +
+			"holders at once and no stale token accepted.\n" +
 			"Exit code 1 when any invariant was violated.",
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -59,6 +61,7 @@ func chaosCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.Vigil, "vigil", defaultVigil(), "the vigil binary")
 	cmd.Flags().DurationVar(&o.Liveness, "liveness", 30*time.Second, "how long after the final heal every service may take to be ONLINE")
 	cmd.Flags().BoolVar(&keep, "keep", false, "leave the lab up afterwards (vigil-lab down removes it)")
+	cmd.Flags().BoolVar(&o.NoDLM, "no-dlm", false, "leave out the lock manager's workload")
 	cmd.Flags().StringVar(&o.SaveLogs, "save-logs", "", "copy every member's agent log here at the end (with violations they are saved to a temp dir anyway)")
 	return cmd
 }

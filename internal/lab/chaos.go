@@ -33,8 +33,11 @@ type ChaosOptions struct {
 	// SaveLogs, when set, receives every member's agent log at the end;
 	// with violations they are saved to a temp dir anyway.
 	SaveLogs string
-	Out      io.Writer
-	Log      io.Writer
+	// NoDLM leaves out the lock manager's workload (lock workers on every
+	// member and the fencing store in the client namespace).
+	NoDLM bool
+	Out   io.Writer
+	Log   io.Writer
 }
 
 // ChaosReport is what a chaos run found.
@@ -46,6 +49,10 @@ type ChaosReport struct {
 	Writes     int // acknowledged CDB writes
 	WritesLost int
 	Online     time.Duration // from the final heal to every service ONLINE
+	// DLM is the lock workload's check, nil with NoDLM; DLMWorkers counts
+	// the worker processes started (members that boot again restart theirs).
+	DLM        *check.DLMReport
+	DLMWorkers int
 }
 
 // ServiceReport is one service's availability over the chaos window.
@@ -150,6 +157,17 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 	}
 	defer prober.Stop()
 
+	// The lock manager's workload: lock workers on every member, the
+	// fencing store in the client namespace.
+	var dl *DLMLoad
+	if !o.NoDLM {
+		dl, err = l.StartDLMLoad(ctx, DLMLoadOptions{Seed: o.Seed})
+		if err != nil {
+			return nil, err
+		}
+		defer dl.Stop(0)
+	}
+
 	// The CDB writer: settings user.chaos-N, through every member in turn.
 	wctx, stopWriter := context.WithCancel(ctx)
 	acks := map[string]string{}
@@ -206,6 +224,9 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 	to := Mono()
 	stopWriter()
 	wg.Wait()
+	if dl != nil {
+		dl.StopWorkers() // paused ones stop after the final heal
+	}
 
 	// The final heal: network, pauses, and every member powered on.
 	fmt.Fprintf(out, "%8.3fs final heal\n", time.Since(start).Seconds())
@@ -281,6 +302,21 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 			rep.WritesLost = len(missing)
 		}
 	}
+	// Invariant 3: the lock manager's workload saw no incompatible
+	// holders at once and the store accepted no stale token.
+	if dl != nil {
+		dl.Stop(10 * time.Second)
+		rep.DLMWorkers = dl.Started()
+		d, err := dl.Check()
+		if err != nil {
+			rep.Violations = append(rep.Violations, "dlm: reading the lock workload's logs: "+err.Error())
+		} else {
+			rep.DLM = d
+			for _, v := range d.Violations {
+				rep.Violations = append(rep.Violations, "dlm: "+v)
+			}
+		}
+	}
 	rep.Print(out)
 	rep0 = rep
 	return rep, nil
@@ -327,7 +363,8 @@ func (l *Lab) rebootFenced(ctx context.Context, out io.Writer, start time.Time, 
 	}
 }
 
-// saveLogs copies every member's logs into dir.
+// saveLogs copies every member's agent log, and the lock workload's logs
+// (in dir/dlm), into dir.
 func (l *Lab) saveLogs(dir string) error {
 	s, err := l.State()
 	if err != nil {
@@ -335,6 +372,18 @@ func (l *Lab) saveLogs(dir string) error {
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	if dlm, _ := filepath.Glob(filepath.Join(s.Dir, "chaos", "dlm", "*")); len(dlm) > 0 {
+		if err := os.MkdirAll(filepath.Join(dir, "dlm"), 0o755); err != nil {
+			return err
+		}
+		for _, f := range dlm {
+			if b, err := os.ReadFile(f); err == nil {
+				if err := os.WriteFile(filepath.Join(dir, "dlm", filepath.Base(f)), b, 0o644); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	for _, m := range s.Members {
 		b, err := os.ReadFile(filepath.Join(m.Home, "agent.log"))
@@ -510,6 +559,12 @@ func (r *ChaosReport) Print(w io.Writer) {
 	for _, s := range r.Services {
 		fmt.Fprintf(w, "  %-22s availability %6.2f%%  outages %3d  longest %s (from %.1fs)\n", s.Name, 100*s.Availability, s.Outages,
 			s.LongestOutage.Round(time.Millisecond), s.LongestAt.Seconds())
+	}
+	if r.DLM != nil {
+		fmt.Fprintf(w, "DLM: %d worker processes\n", r.DLMWorkers)
+		for _, line := range strings.Split(r.DLM.String(), "\n") {
+			fmt.Fprintf(w, "  %s\n", line)
+		}
 	}
 	fmt.Fprintf(w, "violations: %d\n", len(r.Violations))
 	for _, v := range r.Violations {
