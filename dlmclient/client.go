@@ -158,7 +158,8 @@ type options struct {
 }
 
 // Lockspace puts a new lock in the lockspace name (1 to 64 bytes; default
-// DefaultLockspace). Lockspaces keep applications' names apart.
+// DefaultLockspace, or the parent's for a sub-lock). Lockspaces keep
+// applications' names apart.
 func Lockspace(name string) Option { return Option{options{ls: name, lsSet: true}} }
 
 // Parent makes the new lock a sub-lock of parent, on its resource's
@@ -377,7 +378,10 @@ func (c *Client) dispatchLocked(ev event) {
 	case cluster.EventGranted:
 		l.mode, l.granted, l.token = ev.mode, true, ev.token
 		if ev.valBlk {
-			l.value, l.valueValid, l.hasValue = ev.value, ev.valid, true
+			if l.value == nil {
+				l.value = new(lockValue)
+			}
+			l.value.v, l.value.valid = ev.value, ev.valid
 		}
 		c.completeLocked(l, nil)
 	case cluster.EventNotQueued:
@@ -479,7 +483,7 @@ func (c *Client) dropLocked(l *Lock, err error) {
 
 func (c *Client) blockLocked(l *Lock, b Blocking) {
 	if l.blockCh == nil {
-		l.blockNext, l.hasNext = b, true
+		l.blockNext = &b
 	} else {
 		select {
 		case <-l.blockCh:
@@ -602,6 +606,9 @@ func (c *Client) LockAsync(resource string, mode Mode, opts ...Option) (*Pending
 	o := collect(opts)
 	if !o.lsSet {
 		o.ls = DefaultLockspace
+		if o.parent != nil {
+			o.ls = o.parent.ls
+		}
 	}
 	fail := func(kind error, format string, args ...any) (*Pending, error) {
 		return nil, &Error{Op: "lock", Lockspace: o.ls, Resource: resource, Kind: kind, Msg: sprintf(format, args...)}

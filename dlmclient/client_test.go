@@ -316,8 +316,15 @@ func TestSubLocks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := a.Lock(ctx, "table1", EX, Parent(parent)); !errors.Is(err, ErrInvalid) {
+		if _, err := a.Lock(ctx, "table1", EX, Parent(parent), Lockspace("other")); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("a sub-lock in another lockspace than its parent: %v, want ErrInvalid", err)
+		}
+		child2, err := a.Lock(ctx, "table2", EX, Parent(parent))
+		if err != nil || child2.Lockspace() != "app" {
+			t.Fatalf("a sub-lock without Lockspace: %v in %q, want its parent's lockspace", err, child2.Lockspace())
+		}
+		if err := child2.Unlock(ctx); err != nil {
+			t.Fatal(err)
 		}
 		if err := parent.Unlock(ctx); !errors.Is(err, ErrHasChildren) {
 			t.Fatalf("unlock of a parent with a sub-lock: %v, want ErrHasChildren", err)
@@ -453,6 +460,15 @@ func TestValidation(t *testing.T) {
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want ErrInvalid saying %q", tc.name, err, tc.want)
 		}
+	}
+	if r.kind == "local" {
+		if _, err := a.Lock(ctx, "\xff", EX); err != nil {
+			t.Errorf("a name that is not UTF-8, in process: %v", err)
+		}
+	}
+	sr := newRig(t, "socket")
+	if _, err := sr.client().Lock(ctx, "\xff", EX); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "not valid UTF-8") {
+		t.Errorf("a name that is not UTF-8 over the socket: %v", err)
 	}
 	if _, err := ParseMode("pw"); err != nil {
 		t.Error(err)

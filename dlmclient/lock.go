@@ -19,23 +19,20 @@ type Lock struct {
 	parent *Lock
 
 	// Guarded by c.mu.
-	id         LockID
-	mode       Mode // granted mode (requested mode until the first grant)
-	granted    bool
-	token      uint64
-	value      Value
-	valueValid bool
-	hasValue   bool
-	pend       *Pending // the enqueue or conversion waiting for its completion
-	unlocking  *op
-	children   int  // sub-locks not gone
-	gone       bool // released, refused or lost
-	lost       bool
-	err        error // why gone
-	blockCh    chan Blocking
-	blockNext  Blocking
-	hasNext    bool
-	lostCh     chan struct{}
+	id        LockID
+	mode      Mode // granted mode (requested mode until the first grant)
+	granted   bool
+	token     uint64
+	value     *lockValue // the value block, once a grant reported it
+	pend      *Pending   // the enqueue or conversion waiting for its completion
+	unlocking *op
+	children  int  // sub-locks not gone
+	gone      bool // released, refused or lost
+	lost      bool
+	err       error // why gone
+	blockCh   chan Blocking
+	blockNext *Blocking // the latest blocking notification, until Blocking is called
+	lostCh    chan struct{}
 
 	first    Pending // the request that made the lock
 	unlockOp op      // the first unlock
@@ -82,7 +79,10 @@ func (l *Lock) Token() uint64 {
 func (l *Lock) Value() (Value, bool) {
 	l.c.mu.Lock()
 	defer l.c.mu.Unlock()
-	return l.value, l.hasValue && l.valueValid
+	if l.value == nil {
+		return Value{}, false
+	}
+	return l.value.v, l.value.valid
 }
 
 // Err returns why the lock is gone (ErrLost, ErrClosed, ...), or nil while
@@ -121,9 +121,9 @@ func (l *Lock) Blocking() <-chan Blocking {
 	defer l.c.mu.Unlock()
 	if l.blockCh == nil {
 		l.blockCh = make(chan Blocking, 1)
-		if l.hasNext {
-			l.blockCh <- l.blockNext
-			l.blockNext, l.hasNext = Blocking{}, false
+		if l.blockNext != nil {
+			l.blockCh <- *l.blockNext
+			l.blockNext = nil
 		}
 	}
 	return l.blockCh
@@ -309,6 +309,12 @@ func (l *Lock) release() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	l.Unlock(ctx)
+}
+
+// lockValue is a lock's value block as its latest grant reported it.
+type lockValue struct {
+	v     Value
+	valid bool
 }
 
 // Pending is a request on its way: a new lock or a conversion.

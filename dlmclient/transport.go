@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -165,6 +166,10 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 }
 
 func (t *socketTransport) do(o *op) {
+	if o.kind == cluster.OpEnqueue && (!utf8.ValidString(o.lock.ls) || !utf8.ValidString(o.lock.name)) {
+		t.c.answered(o, LockID{}, o.lock.fail(ErrInvalid, "the resource or lockspace name is not valid UTF-8: names sent over the agent's socket must be UTF-8 text"))
+		return
+	}
 	r := socket.Request{Op: socketOps[o.kind], Flags: uint16(o.flags &^ dlm.Convert)}
 	switch o.kind {
 	case cluster.OpEnqueue:
