@@ -477,3 +477,35 @@ func TestValidation(t *testing.T) {
 		t.Errorf("ParseMode(XX): %v", err)
 	}
 }
+
+// Local completes a request granted at once within the call: no goroutine
+// has to run for it.
+func TestLocalGrantWithinCall(t *testing.T) {
+	r := newRig(t, "local")
+	c := r.client()
+	p, err := c.LockAsync("res", EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("an uncontended Local request was not complete when LockAsync returned")
+	}
+	l, err := p.Result()
+	if err != nil || l.Token() == 0 {
+		t.Fatalf("%v %v", l, err)
+	}
+	p2, err := c.LockAsync("res", PR, NoQueue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p2.Done():
+	default:
+		t.Fatal("a refused NoQueue Local request was not complete when LockAsync returned")
+	}
+	if _, err := p2.Result(); !errors.Is(err, ErrNotQueued) {
+		t.Fatalf("%v, want ErrNotQueued", err)
+	}
+}

@@ -352,71 +352,62 @@ func (s *scanner) bytes() ([]byte, error) {
 	return out[:n], nil
 }
 
-// object reads an object, calling field for each key.
-func (s *scanner) object(field func(key []byte) error) error {
-	if !s.eat('{') {
-		return errSlow
+// key reads the next key of an object whose '{' was read, and its ':';
+// more is false at the object's end.
+func (s *scanner) key(first bool) (k []byte, more bool, err error) {
+	switch {
+	case first && s.eat('}'):
+		return nil, false, nil
+	case !first && s.eat('}'):
+		return nil, false, nil
+	case !first && !s.eat(','):
+		return nil, false, errSlow
 	}
-	if s.eat('}') {
-		return nil
+	if k, err = s.str(); err != nil {
+		return nil, false, err
 	}
-	for {
-		k, err := s.str()
-		if err != nil {
-			return err
-		}
-		if !s.eat(':') {
-			return errSlow
-		}
-		if err := field(k); err != nil {
-			return err
-		}
-		if s.eat(',') {
-			continue
-		}
-		if s.eat('}') {
-			return nil
-		}
-		return errSlow
+	if !s.eat(':') {
+		return nil, false, errSlow
 	}
+	return k, true, nil
 }
 
-// array reads an array, calling elem for each element.
-func (s *scanner) array(elem func() error) error {
-	if !s.eat('[') {
-		return errSlow
+// elem moves to the next element of an array whose '[' was read; more is
+// false at the array's end.
+func (s *scanner) elem(first bool) (more bool, err error) {
+	switch {
+	case s.eat(']'):
+		return false, nil
+	case !first && !s.eat(','):
+		return false, errSlow
 	}
-	if s.eat(']') {
-		return nil
-	}
-	for {
-		if err := elem(); err != nil {
-			return err
-		}
-		if s.eat(',') {
-			continue
-		}
-		if s.eat(']') {
-			return nil
-		}
-		return errSlow
-	}
+	return true, nil
 }
 
 func (s *scanner) id(id *cluster.LockID) error {
-	return s.object(func(k []byte) error {
+	if !s.eat('{') {
+		return errSlow
+	}
+	for first := true; ; first = false {
+		k, more, err := s.key(first)
+		if err != nil || !more {
+			return err
+		}
 		switch string(k) {
 		case "m":
 			v, err := s.str()
+			if err != nil {
+				return err
+			}
 			id.Member = string(v)
-			return err
 		case "n":
-			v, err := s.uint(1<<64 - 1)
-			id.N = v
-			return err
+			if id.N, err = s.uint(1<<64 - 1); err != nil {
+				return err
+			}
+		default:
+			return errSlow
 		}
-		return errSlow
-	})
+	}
 }
 
 func (s *scanner) end() error {
@@ -426,34 +417,72 @@ func (s *scanner) end() error {
 	return nil
 }
 
+// frame reads {"name":[...]} calling elem for each element; seen says
+// whether the key was there.
+func (s *scanner) frame(name string, elem func() error) (seen bool, err error) {
+	if !s.eat('{') {
+		return false, errSlow
+	}
+	for first := true; ; first = false {
+		k, more, err := s.key(first)
+		if err != nil {
+			return seen, err
+		}
+		if !more {
+			break
+		}
+		if string(k) != name || seen {
+			return seen, errSlow // another key, or a repeated one (encoding/json merges those)
+		}
+		seen = true
+		if !s.eat('[') {
+			return seen, errSlow
+		}
+		for first := true; ; first = false {
+			more, err := s.elem(first)
+			if err != nil {
+				return seen, err
+			}
+			if !more {
+				break
+			}
+			if err := elem(); err != nil {
+				return seen, err
+			}
+		}
+	}
+	return seen, s.end()
+}
+
 func decodeClientFrame(b []byte, f *ClientFrame) error {
 	s := &scanner{b: b}
-	err := s.object(func(k []byte) error {
-		if string(k) != "reqs" || f.Requests != nil {
-			return errSlow // encoding/json merges a repeated key
-		}
-		f.Requests = []Request{}
-		return s.array(func() error {
-			f.Requests = append(f.Requests, Request{})
-			return s.request(&f.Requests[len(f.Requests)-1])
-		})
+	f.Requests = make([]Request, 0, 4)
+	seen, err := s.frame("reqs", func() error {
+		f.Requests = append(f.Requests, Request{})
+		return s.request(&f.Requests[len(f.Requests)-1])
 	})
-	if err != nil {
-		return err
+	if !seen {
+		f.Requests = nil // as encoding/json leaves it
 	}
-	return s.end()
+	return err
 }
 
 func (s *scanner) request(r *Request) error {
-	return s.object(func(k []byte) error {
-		var err error
+	if !s.eat('{') {
+		return errSlow
+	}
+	for first := true; ; first = false {
+		k, more, err := s.key(first)
+		if err != nil || !more {
+			return err
+		}
 		var v []byte
 		switch string(k) {
 		case "tag":
 			r.Tag, err = s.uint(1<<64 - 1)
 		case "op":
 			v, err = s.str()
-			r.Op = string(v)
+			r.Op = intern(v)
 		case "lock":
 			err = s.id(&r.Lock)
 		case "lockspace":
@@ -466,7 +495,7 @@ func (s *scanner) request(r *Request) error {
 			err = s.id(&r.Parent)
 		case "mode":
 			v, err = s.str()
-			r.Mode = string(v)
+			r.Mode = intern(v)
 		case "flags":
 			var n uint64
 			n, err = s.uint(1<<16 - 1)
@@ -476,31 +505,34 @@ func (s *scanner) request(r *Request) error {
 		default:
 			err = errSlow
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func decodeServerFrame(b []byte, f *ServerFrame) error {
 	s := &scanner{b: b}
-	err := s.object(func(k []byte) error {
-		if string(k) != "msgs" || f.Messages != nil {
-			return errSlow
-		}
-		f.Messages = []Message{}
-		return s.array(func() error {
-			f.Messages = append(f.Messages, Message{})
-			return s.message(&f.Messages[len(f.Messages)-1])
-		})
+	f.Messages = make([]Message, 0, 4)
+	seen, err := s.frame("msgs", func() error {
+		f.Messages = append(f.Messages, Message{})
+		return s.message(&f.Messages[len(f.Messages)-1])
 	})
-	if err != nil {
-		return err
+	if !seen {
+		f.Messages = nil
 	}
-	return s.end()
+	return err
 }
 
 func (s *scanner) message(m *Message) error {
-	return s.object(func(k []byte) error {
-		var err error
+	if !s.eat('{') {
+		return errSlow
+	}
+	for first := true; ; first = false {
+		k, more, err := s.key(first)
+		if err != nil || !more {
+			return err
+		}
 		var v []byte
 		switch string(k) {
 		case "tag":
@@ -528,7 +560,7 @@ func (s *scanner) message(m *Message) error {
 			m.Op = intern(v)
 		case "err":
 			v, err = s.str()
-			m.Err = string(v)
+			m.Err = intern(v)
 		case "msg":
 			v, err = s.str()
 			m.Msg = string(v)
@@ -538,15 +570,19 @@ func (s *scanner) message(m *Message) error {
 		default:
 			err = errSlow
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // interned are the strings that come again and again: no allocation.
 var interned = func() map[string]string {
 	m := map[string]string{}
 	for _, s := range []string{EventOpen, EventGranted, EventNotQueued, EventCanceled, EventDeadlock, EventBlocking,
-		EventRefused, EventLost, OpEnqueue, OpConvert, OpUnlock, OpCancel, "NL", "CR", "CW", "PR", "PW", "EX"} {
+		EventRefused, EventLost, OpEnqueue, OpConvert, OpUnlock, OpCancel, "NL", "CR", "CW", "PR", "PW", "EX",
+		KindInvalid, KindUnknownLock, KindUnknownResource, KindWrongState, KindHasChildren, KindLimit,
+		KindNotMaster, KindBusy, KindNotMember, KindRecovering, KindLost, KindClosed} {
 		m[s] = s
 	}
 	return m
