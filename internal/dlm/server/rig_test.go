@@ -457,7 +457,7 @@ func (r *prig) start(m string) *Server {
 	if r.links {
 		cfg.Send, cfg.Dial = nil, r.w.dial
 		cfg.Window = 1 + r.rng.IntN(8)
-		cfg.AckTimeout = 5 * time.Millisecond
+		cfg.AckTimeout = 10 * time.Millisecond
 	}
 	s, err := New(cfg)
 	if err != nil {

@@ -288,7 +288,9 @@ func (r *viewRun) cancel(c *pclient) {
 	err := c.ss.Cancel(id)
 	r.logf("%v cancel %v -> %s", c.owner, id, errKind(err))
 	r.lastOp[id] = r.step
-	r.accepted("cancel", err)
+	if r.accepted("cancel", err) {
+		r.unlocked[id] = true // a waiting new lock ends with its cancel
+	}
 }
 
 // retire forgets a session: it must receive nothing more.
@@ -426,10 +428,10 @@ func (r *viewRun) loseOne() {
 		}
 		for id, o := range r.ownerOf {
 			if o == c && len(r.pending[id]) > 0 && r.unlocked[id] {
-				// Known gap: a request on a lock its client released
-				// before (the release done, the request held or
-				// unanswered) is dropped by Lose without EventLost or
-				// a refusal.
+				// Known gap: a request on a lock its client released or
+				// canceled before (that done, the request held or
+				// unanswered) is dropped by Lose without EventLost or a
+				// refusal.
 				r.count("lose-drops-request-after-unlock")
 				r.logf("%v: request(s) %v of %v, which it released before, dropped without a word", c.owner, r.pending[id], id)
 				delete(r.pending, id)
