@@ -53,6 +53,8 @@ type Backend interface {
 	SetFenceDevice(ctx context.Context, d client.FenceDevice, by string) error
 	RemoveFenceDevice(ctx context.Context, name, by string) error
 	ConfirmFenced(ctx context.Context, member, by string) error
+	// Locks is what every member knows of the lock manager's locks.
+	Locks(ctx context.Context) []client.LockTable
 	// AllowedCert says whether a member certificate (common name, serial
 	// in hex) still speaks for a member.
 	AllowedCert(cn, serial string) bool
@@ -137,6 +139,7 @@ func New(b Backend, log *slog.Logger) *Server {
 	s.mux.HandleFunc("POST /v1/members/{name}/fenced", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]string{"fenced": r.PathValue("name")}, s.b.ConfirmFenced(r.Context(), r.PathValue("name"), Who(r.Context())))
 	})
+	s.mux.HandleFunc("GET /v1/locks", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Locks(r.Context())) })
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, cdb.Refuse(cdb.ErrNotFound, "no API route %s %s: see docs/API.md for the routes", r.Method, r.URL.Path))
 	})

@@ -494,3 +494,6 @@ func (f *fakeBackend) SetFenceDevice(ctx context.Context, d client.FenceDevice, 
 }
 func (f *fakeBackend) RemoveFenceDevice(ctx context.Context, name, by string) error { return nil }
 func (f *fakeBackend) ConfirmFenced(ctx context.Context, member, by string) error   { return nil }
+func (f *fakeBackend) Locks(ctx context.Context) []client.LockTable {
+	return []client.LockTable{{Member: "m1", View: 1, Members: []string{"m1"}, Quorum: true}}
+}
