@@ -94,7 +94,9 @@ monitor_interval: 1s
 // Chaos builds a lab, runs the seeded fault schedule against the workload,
 // heals everything, and checks the invariants: no two members' writer
 // intervals overlap (no dual-active), every acknowledged CDB write is
-// readable on every member, and every service is ONLINE within the
+// readable on every member, every service is ONLINE within the liveness
+// bound, and the lock workload (DLMLoad) saw no incompatible holders at once,
+// no stale token accepted, and a lock granted on every member within the
 // liveness bound. The lab is removed at the end unless keep.
 func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error) {
 	out := o.Out
@@ -224,13 +226,10 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 	to := Mono()
 	stopWriter()
 	wg.Wait()
-	if dl != nil {
-		dl.StopWorkers() // paused ones stop after the final heal
-	}
 
 	// The final heal: network, pauses, and every member powered on.
 	fmt.Fprintf(out, "%8.3fs final heal\n", time.Since(start).Seconds())
-	healed := time.Now()
+	healed, healedMono := time.Now(), Mono()
 	if err := l.HealAll(); err != nil {
 		return nil, err
 	}
@@ -242,6 +241,18 @@ func Chaos(ctx context.Context, o ChaosOptions, keep bool) (*ChaosReport, error)
 		rep.Violations = append(rep.Violations, "liveness: "+err.Error())
 	}
 	rep.Online = time.Since(healed)
+	if dl != nil {
+		// The lock manager recovers too: a worker on every member gets a
+		// lock within the liveness bound.
+		var members []string
+		for _, m := range s.Members {
+			members = append(members, m.Name)
+		}
+		if err := dl.WaitGrants(ctx, members, healedMono, max(o.Liveness-time.Since(healed), 10*time.Second)); err != nil {
+			rep.Violations = append(rep.Violations, "dlm liveness after the final heal: "+err.Error())
+		}
+		dl.StopWorkers()
+	}
 
 	// Invariant 1: no dual-active, from the writers' logs.
 	time.Sleep(300 * time.Millisecond)

@@ -338,6 +338,47 @@ func (d *DLMLoad) Read() (evs []check.DLMEvent, ops []check.DLMOp, bad []string,
 	return evs, ops, bad, nil
 }
 
+// WaitGrants waits until a worker on each of members was granted a lock
+// after the mono time `after`, and says which members were not, with their
+// workers' last complaint.
+func (d *DLMLoad) WaitGrants(ctx context.Context, members []string, after int64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		evs, _, _, err := d.Read()
+		if err != nil {
+			return err
+		}
+		granted := map[string]bool{}
+		last := map[string]string{}
+		for _, e := range evs {
+			switch {
+			case e.Mono <= after:
+			case e.Event == check.DLMGrant:
+				granted[e.Member] = true
+			case e.Err != "" && e.Event != check.DLMOpDone:
+				last[e.Member] = e.Event + ": " + e.Err
+			}
+		}
+		var missing []string
+		for _, m := range members {
+			if !granted[m] {
+				why := last[m]
+				if why == "" {
+					why = "no error"
+				}
+				missing = append(missing, fmt.Sprintf("%s (last: %s)", m, why))
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("no lock granted within %s on %s", timeout, strings.Join(missing, "; "))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // Check reads the logs and checks them (check.CheckDLM); malformed lines
 // are violations too.
 func (d *DLMLoad) Check() (*check.DLMReport, error) {

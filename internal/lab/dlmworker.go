@@ -239,7 +239,8 @@ func (w *worker) hold(ctx context.Context, sess dlmSession) bool {
 	cancel()
 	if err != nil {
 		switch {
-		case ctx.Err() != nil: // stopping
+		case ctx.Err() != nil:
+			w.record(check.DLMEvent{Event: check.DLMGaveUp, Resource: res, Mode: mode, Asked: asked, Err: err.Error()})
 		case timedOut:
 			w.record(check.DLMEvent{Event: check.DLMTimeout, Resource: res, Mode: mode, Asked: asked, Err: err.Error()})
 		default:

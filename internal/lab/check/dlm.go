@@ -27,6 +27,7 @@ const (
 	DLMGrant     = "grant"      // a lock was granted: Asked is when it was requested, Mono when the grant came
 	DLMTimeout   = "timeout"    // a lock request was given up after the worker's timeout
 	DLMLockError = "lock-error" // a lock request failed
+	DLMGaveUp    = "gave-up"    // a lock request abandoned because the worker stops
 	DLMOpDone    = "op"         // an operation the worker sent to the store, and its answer
 	DLMUnlock    = "unlock"     // an unlock: Mono when it started, Done when it returned, OK if it succeeded
 	DLMLost      = "lost"       // the lock manager said the lock is lost (the member's lease is ending)
@@ -97,7 +98,7 @@ func (e *DLMEvent) Validate() error {
 			return err
 		}
 		return needLock()
-	case DLMTimeout, DLMLockError:
+	case DLMTimeout, DLMLockError, DLMGaveUp:
 		return needMode()
 	case DLMOpDone:
 		if e.Kind != OpWrite && e.Kind != OpRead {
@@ -339,10 +340,11 @@ func CheckDLM(evs []DLMEvent, ops []DLMOp) *DLMReport {
 			}
 			waits = append(waits, time.Duration(e.Mono-e.Asked))
 			wants[e.Resource] = append(wants[e.Resource], span{e.Asked, e.Mono})
-		case DLMTimeout, DLMLockError:
-			if e.Event == DLMTimeout {
+		case DLMTimeout, DLMLockError, DLMGaveUp:
+			switch e.Event {
+			case DLMTimeout:
 				rep.Timeouts++
-			} else {
+			case DLMLockError:
 				rep.LockErrors++
 			}
 			wants[e.Resource] = append(wants[e.Resource], span{e.Asked, e.Mono})

@@ -218,6 +218,7 @@ func TestCheckDLMStats(t *testing.T) {
 		DLMEvent{Mono: 600 * ms, Event: DLMStop, Member: "m2", Client: "m2/w2"},
 		DLMEvent{Mono: 3000 * ms, Event: DLMTimeout, Member: "m2", Client: "m2/w1", Resource: "r3", Mode: ModeEX, Asked: 2500 * ms},
 		DLMEvent{Mono: 3100 * ms, Event: DLMLockError, Member: "m2", Client: "m2/w1", Resource: "r3", Mode: ModeEX, Asked: 3050 * ms, Err: "no quorum"},
+		DLMEvent{Mono: 3200 * ms, Event: DLMGaveUp, Member: "m2", Client: "m2/w1", Resource: "r3", Mode: ModePR, Asked: 3100 * ms},
 	)
 	rep := CheckDLM(evs, nil)
 	wantViolations(t, rep)
@@ -228,7 +229,7 @@ func TestCheckDLMStats(t *testing.T) {
 	if rep.WaitP50 != 10*time.Millisecond || rep.WaitP99 != 1050*time.Millisecond || rep.WaitMax != 1050*time.Millisecond {
 		t.Errorf("waits p50 %v p99 %v max %v", rep.WaitP50, rep.WaitP99, rep.WaitMax)
 	}
-	// r3: wanted from 2.5s to 3.1s with nothing held: 600ms, less than r1's 1s.
+	// r3: wanted from 2.5s to 3.2s with nothing held: 700ms, less than r1's 1s.
 	if rep.LongestGap != time.Second || rep.GapResource != "r1" || rep.GapAt != 200*ms {
 		t.Errorf("longest gap %v on %q at %d, want 1s on r1 at 200ms", rep.LongestGap, rep.GapResource, rep.GapAt)
 	}
