@@ -367,6 +367,16 @@ func (c *Client) onEvent(ev cluster.Event) {
 
 // dispatchLocked applies one event of the session.
 func (c *Client) dispatchLocked(ev event) {
+	if ev.kind == cluster.EventLost && ev.lock.IsZero() {
+		// The session itself is lost (the member's lease is ending):
+		// every lock and open request ends with it.
+		msg := "the session's locks were lost: open a new session"
+		if ev.err != nil {
+			msg = "the session's locks were lost: " + socket.Reason(ev.err) + ": open a new session"
+		}
+		c.endLocked(&Error{Op: "session", Kind: ErrLost, Msg: msg, Err: ev.err}, true)
+		return
+	}
 	l := c.locks[ev.lock.N]
 	if l == nil || l.id.Member != ev.lock.Member {
 		if c.enqueuing {

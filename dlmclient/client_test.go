@@ -509,3 +509,23 @@ func TestLocalGrantWithinCall(t *testing.T) {
 		t.Fatalf("%v, want ErrNotQueued", err)
 	}
 }
+
+// TestLeaseLossWithoutLocks: a session with no lock also learns that it is
+// lost (the server's session-level notice), so a later request fails at
+// once instead of waiting.
+func TestLeaseLossWithoutLocks(t *testing.T) {
+	both(t, func(t *testing.T, r *rig) {
+		a := r.client()
+		if n := r.srv.Lose("the lease of m1 is ending"); n != 0 {
+			t.Fatalf("Lose told %d locks, want 0", n)
+		}
+		select {
+		case <-a.Lost():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the client was not reported lost")
+		}
+		if _, err := a.Lock(ctxT(t), "other", EX); !errors.Is(err, ErrLost) {
+			t.Fatalf("lock after the session was lost: %v, want ErrLost", err)
+		}
+	})
+}

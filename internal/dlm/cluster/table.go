@@ -79,3 +79,12 @@ func (n *Node) Locks() Table {
 	}
 	return t
 }
+
+// OwnerOf returns the owner of one of this member's clients' locks.
+func (n *Node) OwnerOf(id LockID) (dlm.OwnerID, bool) {
+	e := n.table.get(id)
+	if e == nil {
+		return dlm.OwnerID{}, false
+	}
+	return e.owner, true
+}

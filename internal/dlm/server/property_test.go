@@ -315,10 +315,7 @@ func (r *modelRun) refusedNow(err, merr error) bool {
 }
 
 func (r *modelRun) convert(c *pclient) {
-	var own *dlm.OwnerID
-	if r.rng.IntN(5) != 0 {
-		own = &c.owner
-	}
+	own := &c.owner // another session's lock is refused at once (TestSessionsAreSeparate)
 	req := cluster.Request{Lock: r.pick(c.member, own), Mode: dlm.Mode(r.rng.IntN(6)),
 		Flags: dlm.Convert | r.flag(dlm.QueCvt, 3) | r.flag(dlm.NoQueue, 5) | r.flag(dlm.ValBlk, 2) | r.flag(dlm.NoDlckWt, 8) | r.flag(dlm.NoBlock, 6)}
 	if r.rng.IntN(3) == 0 {
@@ -345,10 +342,7 @@ func (r *modelRun) convert(c *pclient) {
 }
 
 func (r *modelRun) unlock(c *pclient) {
-	var own *dlm.OwnerID
-	if r.rng.IntN(5) != 0 {
-		own = &c.owner
-	}
+	own := &c.owner // another session's lock is refused at once (TestSessionsAreSeparate)
 	id, f := r.pick(c.member, own), r.flag(dlm.ValBlk, 2)
 	var v *dlm.Value
 	if f != 0 && r.rng.IntN(2) == 0 {
@@ -371,10 +365,7 @@ func (r *modelRun) unlock(c *pclient) {
 }
 
 func (r *modelRun) cancel(c *pclient) {
-	var own *dlm.OwnerID
-	if r.rng.IntN(5) != 0 {
-		own = &c.owner
-	}
+	own := &c.owner // another session's lock is refused at once (TestSessionsAreSeparate)
 	id := r.pick(c.member, own)
 	err := c.ss.Cancel(id)
 	mevs, merr := r.model.Cancel(r.midOf(id))

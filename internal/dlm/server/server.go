@@ -421,6 +421,9 @@ func (s *Server) Lose(reason string) int {
 				n++
 			}
 		}
+		// Then the session itself (no lock): a request still open on a
+		// lock no longer in the table ends with it.
+		ss.deliver(cluster.Event{Kind: cluster.EventLost, Owner: ss.owner, Err: why})
 		ss.lost = why
 		s.stats.LostSessions++
 		if evs, err := s.node.Disconnect(now, ss.owner); err == nil {
@@ -590,6 +593,11 @@ func (ss *Session) Enqueue(r cluster.Request) (cluster.LockID, error) {
 	if err := ss.check(); err != nil {
 		return cluster.LockID{}, err
 	}
+	if r.Flags&dlm.Convert != 0 {
+		if err := ss.mine("convert", r.Lock); err != nil {
+			return cluster.LockID{}, err
+		}
+	}
 	r.Owner = ss.owner
 	id, evs, err := s.node.Enqueue(s.now(), r)
 	if err != nil {
@@ -607,8 +615,8 @@ func (ss *Session) Unlock(id cluster.LockID, flags dlm.Flags, v *dlm.Value) erro
 	if err := ss.check(); err != nil {
 		return err
 	}
-	if id.Member != s.self {
-		return fmt.Errorf("dlm unlock: lock %v is not a lock of this member's clients", id)
+	if err := ss.mine("unlock", id); err != nil {
+		return err
 	}
 	evs, err := s.node.Unlock(s.now(), id, flags, v)
 	s.route(evs)
@@ -623,9 +631,22 @@ func (ss *Session) Cancel(id cluster.LockID) error {
 	if err := ss.check(); err != nil {
 		return err
 	}
+	if err := ss.mine("cancel", id); err != nil {
+		return err
+	}
 	evs, err := s.node.Cancel(s.now(), id)
 	s.route(evs)
 	return err
+}
+
+// mine refuses an operation on a lock of another session: sessions are
+// separate clients. Called with s.mu held.
+func (ss *Session) mine(op string, id cluster.LockID) error {
+	if o, ok := ss.s.node.OwnerOf(id); ok && o != ss.owner {
+		return &cluster.Error{Op: op, Lock: id, Kind: dlm.ErrUnknownLock,
+			Msg: fmt.Sprintf("lock %v is not a lock of this session (it belongs to %v)", id, o)}
+	}
+	return nil
 }
 
 // Close ends the session: every lock it holds or waits for is released.

@@ -231,3 +231,27 @@ func TestRestartedMemberIsOutUntilViewChanges(t *testing.T) {
 		t.Fatalf("m2 got %+v: m1's EX must survive", ev)
 	}
 }
+
+// TestSessionsAreSeparate: a session cannot convert, unlock or cancel
+// another session's lock on the same member.
+func TestSessionsAreSeparate(t *testing.T) {
+	n, _ := newNet(t, "m1")
+	waitReady(t, n.srvs["m1"])
+	r1, r2 := newRecorder(), newRecorder()
+	s1, _ := n.srvs["m1"].Open(r1.on)
+	s2, _ := n.srvs["m1"].Open(r2.on)
+	id, _ := s1.Enqueue(cluster.Request{Lockspace: "app", Name: "r", Mode: dlm.EX})
+	r1.next(t)
+	if err := s2.Unlock(id, 0, nil); !errors.Is(err, dlm.ErrUnknownLock) {
+		t.Fatalf("unlock of another session's lock: %v", err)
+	}
+	if err := s2.Cancel(id); !errors.Is(err, dlm.ErrUnknownLock) {
+		t.Fatalf("cancel of another session's lock: %v", err)
+	}
+	if _, err := s2.Enqueue(cluster.Request{Lock: id, Mode: dlm.NL, Flags: dlm.Convert}); !errors.Is(err, dlm.ErrUnknownLock) {
+		t.Fatalf("convert of another session's lock: %v", err)
+	}
+	if l := n.srvs["m1"].Locks().Held; len(l) != 1 || l[0].Granted != dlm.EX {
+		t.Fatalf("the lock changed: %+v", l)
+	}
+}

@@ -248,7 +248,7 @@ func (r *viewRun) enqueue(c *pclient) {
 }
 
 func (r *viewRun) convert(c *pclient) {
-	req := cluster.Request{Lock: r.pick(c, r.rng.IntN(4) != 0), Mode: dlm.Mode(r.rng.IntN(6)), Flags: dlm.Convert}
+	req := cluster.Request{Lock: r.pick(c, true), Mode: dlm.Mode(r.rng.IntN(6)), Flags: dlm.Convert}
 	if r.rng.IntN(4) == 0 {
 		req.Flags |= dlm.QueCvt
 	}
@@ -274,7 +274,7 @@ func (r *viewRun) convert(c *pclient) {
 }
 
 func (r *viewRun) unlock(c *pclient) {
-	id := r.pick(c, r.rng.IntN(4) != 0)
+	id := r.pick(c, true)
 	err := c.ss.Unlock(id, 0, nil)
 	r.logf("%v unlock %v -> %s", c.owner, id, errKind(err))
 	r.lastOp[id] = r.step
@@ -284,7 +284,7 @@ func (r *viewRun) unlock(c *pclient) {
 }
 
 func (r *viewRun) cancel(c *pclient) {
-	id := r.pick(c, r.rng.IntN(4) != 0)
+	id := r.pick(c, true)
 	err := c.ss.Cancel(id)
 	r.logf("%v cancel %v -> %s", c.owner, id, errKind(err))
 	r.lastOp[id] = r.step
@@ -418,7 +418,7 @@ func (r *viewRun) loseOne() {
 	told := 0
 	for _, c := range r.clients[m] {
 		for _, ev := range c.take() {
-			if ev.Kind == cluster.EventLost {
+			if ev.Kind == cluster.EventLost && !ev.Lock.IsZero() {
 				told++
 			}
 			r.event(c, ev)
@@ -565,6 +565,10 @@ func (r *viewRun) event(c *pclient, ev cluster.Event) {
 	}
 	if ev.Owner != c.owner {
 		r.fatalf("session %v received an event of %v: %s", c.owner, ev.Owner, evString(ev))
+	}
+	if ev.Kind == cluster.EventLost && ev.Lock.IsZero() {
+		r.count("session-lost")
+		return // the session itself is lost (Lose), after its locks
 	}
 	w, ok := r.where[ev.Lock]
 	if !ok {
