@@ -96,7 +96,6 @@ type Agent struct {
 	dlm             *server.Server
 	dlmGRPC         *grpc.Server // the local socket API
 	dlmKick         chan struct{}
-	dlmIncs         dlmIncs // the director's record of reported incarnations
 	dlmLinkMu       sync.Mutex
 	dlmLink         map[string]int // guarded by dlmLinkMu: the link that last worked per member
 	dlmDeadlockWait time.Duration

@@ -32,6 +32,7 @@ type term struct {
 	links    map[string][]bool               // each member's own view of its links at its last renewal; guarded by mu
 	states   map[string]director.MemberState // the last state the director saw; guarded by mu
 	discFrom map[string]time.Time            // since when a member has reported no public link; guarded by mu
+	incs     map[string]uint64               // the lock manager incarnation of each member's renewals this term; guarded by mu
 }
 
 // disconnected reports whether member has reported no public link for at
@@ -74,25 +75,29 @@ func (t *term) begin(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.start.IsZero() {
-		t.start, t.renewals = now, map[string]time.Time{}
+		t.start, t.renewals, t.incs = now, map[string]time.Time{}, map[string]uint64{}
 	}
 }
 
 func (t *term) end() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.start, t.renewals = time.Time{}, nil
+	t.start, t.renewals, t.incs = time.Time{}, nil, nil
 }
 
-// grant records a renewal; it fails when this member is not a settled
+// grant records a renewal, with the incarnation of the member's lock
+// manager (0: not known); it fails when this member is not a settled
 // director.
-func (t *term) grant(member string, now time.Time, links []bool) bool {
+func (t *term) grant(member string, now time.Time, links []bool, inc uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.start.IsZero() {
 		return false
 	}
 	t.renewals[member] = now
+	if inc != 0 {
+		t.incs[member] = inc
+	}
 	if t.links == nil {
 		t.links = map[string][]bool{}
 	}
@@ -124,6 +129,14 @@ func (t *term) snapshot() (time.Time, map[string]time.Time) {
 		out[k] = v
 	}
 	return t.start, out
+}
+
+// dlmInc is the lock manager incarnation member renewed with this term (0:
+// none).
+func (t *term) dlmInc(member string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.incs[member]
 }
 
 func (t *term) reportedLinks(member string) []bool {
@@ -173,10 +186,9 @@ func (n *node) Renew(ctx context.Context, r *rpc.RenewRequest) (*rpc.RenewRespon
 	if r.Member != rpc.PeerMember(ctx) {
 		return nil, cdb.Refuse(cdb.ErrDenied, "member %s may not renew the lease of %s", rpc.PeerMember(ctx), r.Member)
 	}
-	if !n.a.store.IsLeader() || !n.a.term.grant(r.Member, time.Now(), r.Links) {
+	if !n.a.store.IsLeader() || !n.a.term.grant(r.Member, time.Now(), r.Links, r.DLM) {
 		return nil, cdb.ErrNotLeader
 	}
-	n.a.dlmIncs.note(r.Member, r.DLM)
 	return &rpc.RenewResponse{Granted: true, Index: n.a.store.FSMIndex()}, nil
 }
 
@@ -203,7 +215,7 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 
 func (a *Agent) renewOnce(ctx context.Context) (bool, uint64) {
 	if a.store.IsLeader() {
-		return a.term.grant(a.cfg.Name, time.Now(), a.ml.LinksAlive()), a.store.FSMIndex()
+		return a.term.grant(a.cfg.Name, time.Now(), a.ml.LinksAlive(), a.dlm.Incarnation()), a.store.FSMIndex()
 	}
 	addr, leader := a.store.Leader()
 	if leader != "" {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/vigil-cluster/vigil/internal/cdb"
@@ -151,31 +150,6 @@ func (a *Agent) dlmLoop(ctx context.Context) {
 	}
 }
 
-// dlmIncs remembers the lock manager incarnation each member reported with
-// its renewals, for the director.
-type dlmIncs struct {
-	mu  sync.Mutex
-	inc map[string]uint64
-}
-
-func (d *dlmIncs) note(m string, inc uint64) {
-	if inc == 0 {
-		return
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.inc == nil {
-		d.inc = map[string]uint64{}
-	}
-	d.inc[m] = inc
-}
-
-func (d *dlmIncs) get(m string) uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.inc[m]
-}
-
 // nextDLMView works out the lock manager's view from the current one and
 // what the director knows of the members (DESIGN.md invariant 3):
 //   - a member stays while it may still hold a lease: until it is fenced
@@ -224,7 +198,6 @@ func nextDLMView(cur *cdb.DLMView, st *cdb.State, live map[string]bool, incs fun
 // dlmViewOnce writes the next lock manager view, if it changed. The
 // director calls it every tick.
 func (a *Agent) dlmViewOnce(ctx context.Context, st *cdb.State, now, termStart time.Time, renewals map[string]time.Time) {
-	a.dlmIncs.note(a.cfg.Name, a.dlm.Incarnation())
 	live := map[string]bool{}
 	for n, at := range renewals {
 		live[n] = now.Sub(at) < a.prof.Lease
@@ -245,8 +218,21 @@ func (a *Agent) dlmViewOnce(ctx context.Context, st *cdb.State, now, termStart t
 		}
 		return !now.Before(from.Add(certain))
 	}
-	fenced := func(n string) bool { _, ok := st.FencedMembers[n]; return ok }
-	next := nextDLMView(st.DLMView, st, live, a.dlmIncs.get, over, fenced)
+	// A fence counts only if it happened in this term: this director then
+	// saw no renewal since (clearFenced would have cleared it). An older
+	// record may be stale (the member came back and renewed with the
+	// previous director): the lease rule decides then.
+	fenced := func(n string) bool {
+		rec, ok := st.FencedMembers[n]
+		return ok && rec.At.After(termStart)
+	}
+	incs := func(n string) uint64 {
+		if n == a.cfg.Name {
+			return a.dlm.Incarnation()
+		}
+		return a.term.dlmInc(n)
+	}
+	next := nextDLMView(st.DLMView, st, live, incs, over, fenced)
 	if next == nil {
 		return
 	}

@@ -18,6 +18,7 @@ type peer struct {
 	s    *Server
 	name string
 	inc  uint64
+	sid  uint64 // this stream's number (Batch.Stream)
 
 	mu      sync.Mutex
 	queue   []cluster.Message // guarded by mu: not yet in a batch
@@ -28,7 +29,8 @@ type peer struct {
 
 // startPeer starts the stream to name at inc. Called with s.mu held.
 func (s *Server) startPeer(name string, inc uint64) *peer {
-	p := &peer{s: s, name: name, inc: inc, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s.streams++
+	p := &peer{s: s, name: name, inc: inc, sid: s.streams, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.wg.Add(1)
 	go p.run()
 	return p
@@ -103,7 +105,7 @@ func (p *peer) run() {
 			}
 		}
 		seq++
-		b := &Batch{From: p.s.self, FromInc: p.s.inc, To: p.name, ToInc: p.inc, Seq: seq, Msgs: msgs}
+		b := &Batch{From: p.s.self, FromInc: p.s.inc, To: p.name, ToInc: p.inc, Stream: p.sid, Seq: seq, Msgs: msgs}
 		if !p.deliver(b) {
 			return
 		}

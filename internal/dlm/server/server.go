@@ -64,13 +64,17 @@ func (v View) Names() []string {
 }
 
 // Batch is a run of messages from one member's lock manager to another's.
-// Seq numbers the batches of one (sender incarnation, receiver
-// incarnation) stream from 1.
+// Stream numbers the sender's streams (one per peer and view membership,
+// growing); Seq numbers the batches of one stream from 1. A receiver
+// applies each (stream, seq) once, in order, and refuses batches of an
+// older stream than one it has seen: a member that leaves the sender's
+// view and comes back (with the same incarnation) gets a new stream.
 type Batch struct {
 	From    string            `json:"from"`
 	FromInc uint64            `json:"from_inc"`
 	To      string            `json:"to"`
 	ToInc   uint64            `json:"to_inc"`
+	Stream  uint64            `json:"stream"`
 	Seq     uint64            `json:"seq"`
 	Msgs    []cluster.Message `json:"msgs"`
 }
@@ -173,6 +177,7 @@ type Server struct {
 	peers    map[string]*peer    // guarded by mu: streams to the view's members
 	inbound  map[string]inbound  // guarded by mu: last batch applied per sender
 	closed   bool                // guarded by mu
+	streams  uint64              // guarded by mu: the last stream number given
 	lostWhy  string              // guarded by mu: why the last Lose happened
 	stats    Stats               // guarded by mu
 	ctx      context.Context     // cancels the peers' sends at Close
@@ -181,8 +186,9 @@ type Server struct {
 }
 
 type inbound struct {
-	inc  uint64
-	last uint64
+	inc    uint64
+	stream uint64
+	last   uint64
 }
 
 // Stats counts what the server did, for metrics and benchmarks.
@@ -463,8 +469,12 @@ func (s *Server) Receive(b *Batch) Ack {
 		return Ack{Seq: b.Seq, Code: AckRetry, Msg: fmt.Sprintf("%s incarnation %x is not in view %d here yet", b.From, b.FromInc, s.view.Number)}
 	}
 	ib := s.inbound[b.From]
-	if ib.inc != b.FromInc {
-		ib = inbound{inc: b.FromInc}
+	switch {
+	case ib.inc != b.FromInc || b.Stream > ib.stream:
+		ib = inbound{inc: b.FromInc, stream: b.Stream}
+	case b.Stream < ib.stream:
+		s.stats.Refused++
+		return Ack{Seq: b.Seq, Code: AckGone, Msg: fmt.Sprintf("stream %d from %s is older than its stream %d", b.Stream, b.From, ib.stream)}
 	}
 	switch {
 	case b.Seq <= ib.last:
