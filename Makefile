@@ -21,7 +21,7 @@ test: ## run every test with the race detector (multi-process tests included)
 	$(GO) test -race -count=1 -timeout 25m $$($(GO) list $(PKGS) | grep -v /test/lab)
 	@echo "go test -race -count=1 -timeout 25m -v ./test/lab  (log: $(LABLOG))"
 	@$(GO) test -race -count=1 -timeout 25m -v ./test/lab > $(LABLOG) 2>&1; rc=$$?; \
-	  grep -E '^(--- |ok |FAIL)|chaos seed [0-9]+ \(|violations:|VIOLATION|faults injected|CDB writes|availability|median|ratio|answers' $(LABLOG); \
+	  grep -E '^(--- |ok |FAIL)|chaos seed [0-9]+ \(|violations:|VIOLATION|faults injected|CDB writes|availability|median|ratio|answers|DLM:|grants |store ops|lock wait' $(LABLOG); \
 	  if [ $$rc -ne 0 ]; then tail -300 $(LABLOG); exit $$rc; fi
 
 lint: ## gofmt, go vet, staticcheck (when installed)
@@ -29,12 +29,20 @@ lint: ## gofmt, go vet, staticcheck (when installed)
 	$(GO) vet $(PKGS)
 	@command -v staticcheck >/dev/null && staticcheck $(PKGS) || echo "staticcheck not installed; skipped"
 
-bench: ## CDB writes, detection/election, service failover and relocation on local 3-member clusters; director speed
+bench: build ## CDB writes, failover, relocation, director speed; the lock manager: pairs/s (in process, socket), lock latency, 1M held locks
 	$(GO) test -run '^$$' -bench BenchmarkCDBWrite -benchtime 2000x -timeout 20m ./test/e2e
 	$(GO) test -run '^$$' -bench BenchmarkFailover -benchtime 10x -timeout 20m ./test/e2e
 	$(GO) test -run '^$$' -bench BenchmarkServiceFailover -benchtime 10x -timeout 20m ./test/e2e
 	$(GO) test -run '^$$' -bench BenchmarkRelocate -benchtime 20x -timeout 20m ./test/e2e
 	$(GO) test -run '^$$' -bench BenchmarkDecide -timeout 20m ./internal/director
+	$(GO) test -run '^$$' -bench BenchmarkLocalPairs -benchtime 2s ./internal/dlm/server
+	$(GO) test -run '^$$' -bench BenchmarkMillionLocks -benchtime 1x -timeout 20m ./internal/dlm/server
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./dlmclient
+	$(GO) test -run '^$$' -bench BenchmarkDLMLockLatency -benchtime 3000x -timeout 20m ./test/e2e
+	$(GO) run ./bench/dlmbench --vigil $(BIN) --members 1 --workers 4 --hold 1000000
+
+bench-etcd: build ## the lock manager against etcd's concurrency.Mutex, side by side (needs apt-get install etcd-server etcd-client)
+	./bench/dlm-vs-etcd.sh $${WORKERS:-4} $${DURATION:-10s}
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 	./scripts/fuzz.sh $${FUZZTIME:-60s}
@@ -42,9 +50,10 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 lab-test: ## the namespace lab tests (root): faults on 3 and 5 members, chaos, a short failover benchmark
 	VIGIL_REQUIRE_LAB=1 $(GO) test -race -count=1 -v -timeout 25m ./test/lab
 
-lab-bench: build ## failover benchmark in the lab, lan and fast, against keepalived (root)
+lab-bench: build ## failover benchmark in the lab, lan and fast, against keepalived; lock latency on the lab network (root)
 	./bin/vigil-lab --dir /tmp/vigil-lab-bench bench failover --trials $${TRIALS:-20} --profile lan --vs keepalived
 	./bin/vigil-lab --dir /tmp/vigil-lab-bench bench failover --trials $${TRIALS:-20} --profile fast
+	./bench/dlm-lab-latency.sh
 
 chaos: build ## 30 minutes of chaos on 3 then 5 members, random seeds (printed) (root)
 	./bin/vigil-lab --dir /tmp/vigil-lab-chaos chaos --members 3 --duration $${CHAOS:-15m}
