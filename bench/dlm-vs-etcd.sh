@@ -17,15 +17,22 @@ duration=${2:-10s}
 [[ -x $root/bin/vigil ]] || { echo "dlm-vs-etcd: $root/bin/vigil not found: run make build" >&2; exit 1; }
 command -v etcd >/dev/null || { echo "dlm-vs-etcd: etcd not found: apt-get install etcd-server etcd-client" >&2; exit 1; }
 
-echo "dlm-vs-etcd: vigil, $workers workers, $duration" >&2
-v=$(cd "$root" && go run ./bench/dlmbench --vigil bin/vigil --workers "$workers" --duration "$duration")
+(cd "$root" && go build -o bin/dlmbench ./bench/dlmbench)
+echo "dlm-vs-etcd: vigil, resources spread over the masters, $workers workers, $duration" >&2
+v=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --duration "$duration")
+echo "dlm-vs-etcd: vigil, resources mastered where the workers are, $workers workers, $duration" >&2
+vl=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --duration "$duration" --local)
 echo "dlm-vs-etcd: etcd, $workers workers, $duration" >&2
 e=$("$here/etcd-mutex.sh" --workers "$workers" --duration "$duration")
 echo "$v"
+echo "$vl"
 echo "$e"
-python3 - "$v" "$e" <<'PY'
+python3 - "$v" "$vl" "$e" <<'PY'
 import json, sys
-v, e = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-ratio = v["pairs_per_sec"] / e["pairs_per_sec"] if e["pairs_per_sec"] else float("inf")
-print(f"vigil {v['pairs_per_sec']:.0f} pairs/s (p50 {v['p50_us']:.0f} µs), etcd {e['pairs_per_sec']:.0f} pairs/s (p50 {e['p50_us']:.0f} µs): {ratio:.0f}x")
+v, vl, e = (json.loads(a) for a in sys.argv[1:4])
+def line(name, r):
+    ratio = r["pairs_per_sec"] / e["pairs_per_sec"] if e["pairs_per_sec"] else float("inf")
+    print(f"{name}: {r['pairs_per_sec']:.0f} pairs/s (p50 {r['p50_us']:.0f} µs) = {ratio:.0f}x etcd's {e['pairs_per_sec']:.0f} pairs/s (p50 {e['p50_us']:.0f} µs)")
+line("vigil, spread over the masters", v)
+line("vigil, mastered locally", vl)
 PY

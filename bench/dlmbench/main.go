@@ -45,6 +45,7 @@ func main() {
 	bin := flag.String("vigil", "bin/vigil", "the vigil binary")
 	workers := flag.Int("workers", 4, "concurrent workers, each with its own session and resource")
 	contended := flag.Bool("contended", false, "every worker locks the same resource")
+	local := flag.Bool("local", false, "pick each worker's resource among those m1 masters (no network on the lock path), instead of spreading them over the masters")
 	duration := flag.Duration("duration", 10*time.Second, "how long to measure")
 	warmup := flag.Duration("warmup", 2*time.Second, "how long to run before measuring")
 	members := flag.Int("members", 3, "cluster members")
@@ -72,13 +73,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(*bin, *workers, *members, *contended, *duration, *warmup); err != nil {
+	if err := run(*bin, *workers, *members, *contended, *local, *duration, *warmup); err != nil {
 		fmt.Fprintln(os.Stderr, "dlmbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, workers, members int, contended bool, duration, warmup time.Duration) error {
+func run(bin string, workers, members int, contended, local bool, duration, warmup time.Duration) error {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -106,11 +107,23 @@ func run(bin string, workers, members int, contended bool, duration, warmup time
 	}
 	// Wait until every member is in the lock manager's view: a lock on each
 	// worker's resource succeeds (they are spread over the masters).
+	var view []string
+	for _, m := range lc.Members {
+		view = append(view, m.Name)
+	}
+	slices.Sort(view)
+	var names []string
+	for i := 0; len(names) < workers; i++ {
+		n := fmt.Sprintf("bench-%d", i)
+		if !local || cluster.Master(cluster.View{Number: 1, Members: view}, "default", n) == lc.Members[0].Name {
+			names = append(names, n)
+		}
+	}
 	name := func(i int) string {
 		if contended {
-			return "bench"
+			return names[0]
 		}
-		return fmt.Sprintf("bench-%d", i)
+		return names[i]
 	}
 	deadline := time.Now().Add(time.Minute)
 	for i, c := range clients {
@@ -179,6 +192,9 @@ func run(bin string, workers, members int, contended bool, duration, warmup time
 	r := result{System: "vigil", Workers: workers, Contended: contended, Pairs: len(lat), Seconds: duration.Seconds(),
 		PairsPerSec: float64(len(lat)) / duration.Seconds(), P50us: pct(0.5), P99us: pct(0.99), Members: members,
 		Sessions: "one per worker on " + lc.Members[0].Name + "'s socket; resources spread over the masters"}
+	if local {
+		r.Sessions = "one per worker on " + lc.Members[0].Name + "'s socket; resources mastered on " + lc.Members[0].Name
+	}
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
 
