@@ -243,3 +243,6 @@ func (b *backend) SetFenceDevice(ctx context.Context, d client.FenceDevice, by s
 }
 func (b *backend) RemoveFenceDevice(ctx context.Context, name, by string) error { return nil }
 func (b *backend) ConfirmFenced(ctx context.Context, member, by string) error   { return nil }
+func (b *backend) Locks(ctx context.Context) []client.LockTable {
+	return []client.LockTable{{Member: "m1", View: 1, Members: []string{"m1"}, Quorum: true, Mastered: []client.LockInfo{}, Held: []client.LockInfo{}}}
+}
