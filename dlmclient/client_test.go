@@ -211,7 +211,7 @@ func TestPendingCancel(t *testing.T) {
 		}
 		notDone(t, p)
 		p.Cancel()
-		if _, err := p.Result(); !errors.Is(err, ErrCanceled) {
+		if _, err := result(t, p); !errors.Is(err, ErrCanceled) {
 			t.Fatalf("canceled request: %v, want ErrCanceled", err)
 		}
 		if err := l.Unlock(ctx); err != nil {
@@ -261,7 +261,7 @@ func TestUnlockWaitingRequest(t *testing.T) {
 		if err := p.Lock().Unlock(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := p.Result(); !errors.Is(err, ErrCanceled) {
+		if _, err := result(t, p); !errors.Is(err, ErrCanceled) {
 			t.Fatalf("request unlocked while waiting: %v, want ErrCanceled", err)
 		}
 	})
@@ -293,9 +293,17 @@ func TestDeadlock(t *testing.T) {
 		if err := r.srv.AbortDeadlock(victims[0]); err != nil {
 			t.Fatal(err)
 		}
-		loser, winner := pa, pb
-		if fromCluster(victims[0]) == pb.Lock().ID() {
+		var loser, winner *Pending
+		select {
+		case <-pa.Done():
+			loser, winner = pa, pb
+		case <-pb.Done():
 			loser, winner = pb, pa
+		case <-time.After(5 * time.Second):
+			t.Fatal("no deadlock victim was told")
+		}
+		if loser.Lock().ID() != fromCluster(victims[0]) {
+			t.Fatalf("%v completed, but the victim is %v", loser.Lock().ID(), victims[0])
 		}
 		if _, err := loser.Result(); !errors.Is(err, ErrDeadlock) || !strings.Contains(err.Error(), "victim of a deadlock") {
 			t.Fatalf("victim: %v, want ErrDeadlock", err)

@@ -131,3 +131,14 @@ func notDone(t *testing.T, p *Pending) {
 	case <-time.After(20 * time.Millisecond):
 	}
 }
+
+// result waits at most 5 s for p and returns its result.
+func result(t *testing.T, p *Pending) (*Lock, error) {
+	t.Helper()
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not complete within 5s")
+	}
+	return p.Result()
+}
