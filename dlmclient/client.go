@@ -621,7 +621,7 @@ func (c *Client) LockAsync(resource string, mode Mode, opts ...Option) (*Pending
 		}
 	}
 	fail := func(kind error, format string, args ...any) (*Pending, error) {
-		return nil, &Error{Op: "lock", Lockspace: o.ls, Resource: resource, Kind: kind, Msg: sprintf(format, args...)}
+		return nil, &Error{Op: "lock", Lockspace: o.ls, Resource: resource, Kind: kind, Msg: fmt.Sprintf(format, args...)}
 	}
 	switch {
 	case len(resource) == 0 || len(resource) > MaxNameLen:
@@ -671,5 +671,3 @@ func (c *Client) LockAsync(resource string, mode Mode, opts ...Option) (*Pending
 	c.t.do(x)
 	return p, nil
 }
-
-func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

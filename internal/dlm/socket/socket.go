@@ -290,6 +290,9 @@ func (st *stream) answer(ans Message, op string) {
 	st.out = append(st.out, st.later...)
 	clear(st.later)
 	st.later = st.later[:0]
+	if cap(st.later) > MaxMessages {
+		st.later = nil // a burst's large array is not kept
+	}
 	if was == 0 {
 		st.signal()
 	}
@@ -321,14 +324,13 @@ func (st *stream) write(gs grpc.ServerStream) error {
 		if err := gs.SendMsg(&ServerFrame{Messages: batch}); err != nil {
 			return err
 		}
-		if whole {
-			clear(batch)
+		spare = nil
+		if whole && cap(batch) <= 4*MaxMessages {
+			clear(batch) // a burst's large array is not kept
 			spare = batch
 		}
 	}
 }
-
-// Dial options and the session's stream, for clients.
 
 // CallOptions are the options a client's calls need.
 func CallOptions() []grpc.CallOption {
