@@ -94,7 +94,10 @@ func (n *Node) applyOp(now time.Time, from string, op *Op) ([]Event, error) {
 	default:
 		err = fail(name, op.Lock, errInvalid, "unknown operation %d", op.Kind)
 	}
-	out := n.translate(evs)
+	// The master's events live in a scratch buffer until routed: route
+	// copies what it keeps.
+	out := n.translateInto(n.evScratch[:0], evs)
+	defer func() { n.evScratch = out[:0] }()
 	for _, g := range purged {
 		n.unbind(g)
 	}
@@ -107,7 +110,8 @@ func (n *Node) applyOp(now time.Time, from string, op *Op) ([]Event, error) {
 		err = n.wrapErr(name, op.Lock, err)
 	}
 	if n.hooks.applied != nil {
-		n.hooks.applied(n.self, from, op, out, err)
+		c := *op // a copy: op itself stays off the heap outside tests
+		n.hooks.applied(n.self, from, &c, out, err)
 	}
 	var reply *Reply
 	if from != n.self && op.Req != 0 {
@@ -179,7 +183,11 @@ func (n *Node) translate(evs []dlm.Event) []Event {
 	if len(evs) == 0 {
 		return nil
 	}
-	out := make([]Event, 0, len(evs))
+	return n.translateInto(make([]Event, 0, len(evs)), evs)
+}
+
+// translateInto is translate appending to out.
+func (n *Node) translateInto(out []Event, evs []dlm.Event) []Event {
 	for _, ev := range evs {
 		g, ok := n.byGOfEvent(ev)
 		if !ok {

@@ -96,6 +96,8 @@ type Node struct {
 	held    []heldOp              // arrived while not ready, in arrival order
 
 	hooks hooks
+
+	evScratch []Event // applyOp's translated events, reused
 }
 
 // hooks let tests watch the masters. All nil outside tests.
