@@ -67,8 +67,11 @@ func TestDLMViewRestart(t *testing.T) {
 	c.waitLog(20*time.Second, "director: lock manager view", "members=\"["+strings.Join(others, " ")+"]\"")
 }
 
+// dialDLM connects to member i's lock manager once that member has applied
+// a view that holds it: before that its requests fail with ErrNotMember.
 func dialDLM(t *testing.T, c *cluster, i int) *dlmclient.Client {
 	t.Helper()
+	c.waitLog(20*time.Second, "dlm: view applied", "member="+c.Members[i].Name+" ", "in_view=true")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dc, err := dlmclient.Dial(ctx, filepath.Join(c.Members[i].Dir, agent.DLMSocketFile))
