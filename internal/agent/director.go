@@ -294,10 +294,21 @@ func (a *Agent) mono() time.Duration { return time.Since(a.started) }
 // LeaseValid reports whether this member may run services now, and whether
 // it must abort them.
 func (a *Agent) leaseState() (valid, mustAbort bool) {
+	valid, mustAbort, _ = a.leaseAbort()
+	return valid, mustAbort
+}
+
+// leaseAbort is leaseState with the time at which the member must abort
+// (zero when it must now).
+func (a *Agent) leaseAbort() (valid, mustAbort bool, abortAt time.Time) {
 	a.holderMu.Lock()
 	defer a.holderMu.Unlock()
 	now := a.mono()
-	return a.holder.Valid(now), a.holder.MustAbort(now)
+	valid, mustAbort = a.holder.Valid(now), a.holder.MustAbort(now)
+	if !mustAbort {
+		abortAt = time.Now().Add(a.holder.AbortIn(now))
+	}
+	return valid, mustAbort, abortAt
 }
 
 // directorLoop decides while this member is the settled director.

@@ -105,10 +105,11 @@ func (a *Agent) dlmDial(ctx context.Context, to string) (server.Link, error) {
 }
 
 // dlmLoop keeps the lock manager in step with the view in the CDB and with
-// this member's lease: without a valid lease it grants nothing, and when the
+// this member's lease: without a valid lease it grants nothing; when the
 // lease is about to end without a renewal its clients are told that their
 // locks are lost (the survivors purge them once the lease is certainly
-// over).
+// over) and the lock manager takes a new incarnation (server.Lose), so it
+// never grants on a view that may have dropped it without its knowing.
 func (a *Agent) dlmLoop(ctx context.Context) {
 	tick := time.NewTicker(min(a.prof.Lease/20, 50*time.Millisecond))
 	defer tick.Stop()
@@ -127,14 +128,15 @@ func (a *Agent) dlmLoop(ctx context.Context) {
 				a.log.Warn("dlm: view refused", "view", v.Number, "err", err)
 			}
 		}
-		valid, mustAbort := a.leaseState()
+		valid, mustAbort, abortAt := a.leaseAbort()
 		switch {
 		case valid && !mustAbort:
+			// Quorum until the lease says abort: should this loop not run
+			// by then (a stopped process, a starved host), the lock
+			// manager stops granting by itself.
 			lost = false
-			if !quorum {
-				a.dlm.SetQuorum(true)
-				quorum = true
-			}
+			a.dlm.SetQuorumUntil(abortAt)
+			quorum = true
 		case mustAbort && !lost:
 			if n := a.dlm.Lose("the lease of " + a.cfg.Name + " is ending without a renewal (it lost contact with the director)"); n > 0 {
 				a.log.Warn("dlm: this member's lease is ending: its clients were told their locks are lost", "locks", n)

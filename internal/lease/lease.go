@@ -74,6 +74,14 @@ func (h *Holder) MustAbort(now time.Duration) bool {
 	return h.until == 0 || now >= h.until-h.cfg.AbortBefore
 }
 
+// AbortIn is how long after now MustAbort turns true (0 when it is).
+func (h *Holder) AbortIn(now time.Duration) time.Duration {
+	if h.MustAbort(now) {
+		return 0
+	}
+	return h.until - h.cfg.AbortBefore - now
+}
+
 // Remaining is the lease left at now (0 when over).
 func (h *Holder) Remaining(now time.Duration) time.Duration {
 	if !h.Valid(now) {

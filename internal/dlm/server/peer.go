@@ -17,7 +17,8 @@ const (
 type peer struct {
 	s    *Server
 	name string
-	inc  uint64
+	inc  uint64 // the peer's incarnation
+	from uint64 // this member's incarnation when the stream started
 	sid  uint64 // this stream's number (Batch.Stream)
 
 	mu      sync.Mutex
@@ -30,7 +31,7 @@ type peer struct {
 // startPeer starts the stream to name at inc. Called with s.mu held.
 func (s *Server) startPeer(name string, inc uint64) *peer {
 	s.streams++
-	p := &peer{s: s, name: name, inc: inc, sid: s.streams, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	p := &peer{s: s, name: name, inc: inc, from: s.inc.Load(), sid: s.streams, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.wg.Add(1)
 	go p.run()
 	return p
@@ -105,7 +106,7 @@ func (p *peer) run() {
 			}
 		}
 		seq++
-		b := &Batch{From: p.s.self, FromInc: p.s.inc, To: p.name, ToInc: p.inc, Stream: p.sid, Seq: seq, Msgs: msgs}
+		b := &Batch{From: p.s.self, FromInc: p.from, To: p.name, ToInc: p.inc, Stream: p.sid, Seq: seq, Msgs: msgs}
 		if !p.deliver(b) {
 			return
 		}

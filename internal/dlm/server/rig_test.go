@@ -413,6 +413,7 @@ type prig struct {
 	engine  dlm.Options
 	srvs    map[string]*Server    // live servers
 	dead    map[string]bool       // members down (closed, not started again)
+	deaf    map[string]bool       // members cut off: they hear no view until one takes them back
 	view    View                  // the director's latest view
 	clients map[string][]*pclient // each live member's open sessions
 	trace   []string
@@ -425,7 +426,7 @@ type prig struct {
 
 func newPrig(t testing.TB, seed uint64, members int) *prig {
 	r := &prig{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 0x5e4e)), w: newWire(seed),
-		srvs: map[string]*Server{}, dead: map[string]bool{}, clients: map[string][]*pclient{}, stats: map[string]int{}, size: members}
+		srvs: map[string]*Server{}, dead: map[string]bool{}, deaf: map[string]bool{}, clients: map[string][]*pclient{}, stats: map[string]int{}, size: members}
 	r.links = r.rng.IntN(2) == 0
 	r.engine = dlm.DefaultOptions()
 	r.engine.DeadlockWait = 0
@@ -495,6 +496,7 @@ func (r *prig) kill(m string) {
 	r.w.mu.Unlock()
 	delete(r.srvs, m)
 	delete(r.clients, m)
+	delete(r.deaf, m)
 	r.dead[m] = true
 	s.Close()
 }
@@ -556,6 +558,13 @@ func (r *prig) setView(members []string) {
 	live := r.live()
 	r.rng.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
 	for _, m := range live {
+		if r.deaf[m] {
+			if _, back := v.Members[m]; !back {
+				continue // cut off: it does not hear of this view
+			}
+			delete(r.deaf, m)
+			r.logf("%s hears again: it jumps to view %d", m, v.Number)
+		}
 		if err := r.srvs[m].SetView(v); err != nil {
 			r.fatalf("SetView %d on %s: %v", v.Number, m, err)
 		}
@@ -590,13 +599,13 @@ func (r *prig) idle() (a activity, why string) {
 		a.sent += s.stats.BatchesSent
 		a.evs += s.stats.EventsRouted
 		for name, p := range s.peers {
-			if live := r.srvs[name]; live == nil || live.inc != p.inc {
+			if live := r.srvs[name]; live == nil || live.inc.Load() != p.inc {
 				continue
 			}
 			p.mu.Lock()
 			q := len(p.queue)
 			p.mu.Unlock()
-			st := r.w.stream(streamKey{m, s.inc, name, p.inc})
+			st := r.w.stream(streamKey{m, p.from, name, p.inc})
 			if q > 0 || st.acked != st.sent {
 				s.mu.Unlock()
 				return a, fmt.Sprintf("stream %s>%s: %d queued, batch %d sent, %d taken", m, name, q, st.sent, st.acked)

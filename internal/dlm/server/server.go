@@ -40,6 +40,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vigil-cluster/vigil/internal/dlm"
@@ -161,17 +162,19 @@ var (
 
 // Server is the lock manager of one running member.
 type Server struct {
-	cfg  Config
-	self string
-	inc  uint64
-	log  *slog.Logger
-	now  func() time.Time
+	cfg    Config
+	nodeCf cluster.Config // for the Node of a new incarnation
+	self   string
+	inc    atomic.Uint64 // changed under mu (Lose); read anywhere
+	log    *slog.Logger
+	now    func() time.Time
 
 	mu       sync.Mutex
 	node     *cluster.Node       // guarded by mu
 	view     View                // guarded by mu; the last view given
 	hasView  bool                // guarded by mu
 	quorum   bool                // guarded by mu
+	until    time.Time           // guarded by mu: quorum ends then (zero: when SetQuorum(false))
 	sessions map[uint64]*Session // guarded by mu
 	nextID   uint64              // guarded by mu
 	peers    map[string]*peer    // guarded by mu: streams to the view's members
@@ -250,14 +253,15 @@ func New(cfg Config) (*Server, error) {
 	if nc.Logger == nil {
 		nc.Logger = log
 	}
-	s := &Server{cfg: cfg, self: cfg.Member, inc: cfg.Incarnation, log: log, now: cfg.Now,
+	s := &Server{cfg: cfg, self: cfg.Member, log: log, now: cfg.Now,
 		sessions: map[uint64]*Session{}, peers: map[string]*peer{}, inbound: map[string]inbound{}}
+	s.inc.Store(cfg.Incarnation)
 	nc.Member, nc.Transport = cfg.Member, transport{s}
 	node, err := cluster.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	s.node = node
+	s.node, s.nodeCf = node, nc
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -275,8 +279,9 @@ func randomIncarnation() uint64 {
 // Member is this member's name.
 func (s *Server) Member() string { return s.self }
 
-// Incarnation identifies this run of the lock manager.
-func (s *Server) Incarnation() uint64 { return s.inc }
+// Incarnation identifies this run of the lock manager: it changes when
+// the process starts and when Lose ends the member's locks.
+func (s *Server) Incarnation() uint64 { return s.inc.Load() }
 
 // Close ends every session and stops the streams to the peers.
 func (s *Server) Close() {
@@ -316,7 +321,7 @@ func (t transport) Send(to string, m cluster.Message) {
 func (s *Server) nodeView(v View) cluster.View {
 	cv := cluster.View{Number: v.Number}
 	for _, m := range v.Names() {
-		if m == s.self && v.Members[m] != s.inc {
+		if m == s.self && v.Members[m] != s.inc.Load() {
 			continue
 		}
 		cv.Members = append(cv.Members, m)
@@ -335,6 +340,7 @@ func (s *Server) SetView(v View) error {
 	if s.hasView && v.Number <= s.view.Number {
 		return nil
 	}
+	s.expire()
 	cv := s.nodeView(v)
 	in := cv.Has(s.self)
 	// Streams first: what the Node sends while entering the view goes to
@@ -352,8 +358,13 @@ func (s *Server) SetView(v View) error {
 			}
 		}
 	}
+	// A sender's place in its stream is kept while it is only absent from
+	// the view: a member dropped without hearing of it (cut off, then taken
+	// back with the same incarnation) goes on with the stream it had, and
+	// its next batch must not look out of order. Another incarnation starts
+	// afresh.
 	for name, ib := range s.inbound {
-		if inc, ok := v.Members[name]; !ok || inc != ib.inc {
+		if inc, ok := v.Members[name]; ok && inc != ib.inc {
 			delete(s.inbound, name)
 		}
 	}
@@ -386,10 +397,26 @@ func (s *Server) View() View {
 }
 
 // SetQuorum says whether this member may grant: it holds a lease from a
-// director with quorum.
+// director with quorum. SetQuorumUntil bounds it in time.
 func (s *Server) SetQuorum(q bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.until = time.Time{}
+	s.setQuorum(q)
+}
+
+// SetQuorumUntil gives quorum until the time until (the point where the
+// member's lease tells it to abort): after it the member grants nothing,
+// even if the caller cannot run to take quorum away (a process stopped
+// and continued, an overloaded host), until quorum is given again.
+func (s *Server) SetQuorumUntil(until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.until = until
+	s.setQuorum(s.now().Before(until))
+}
+
+func (s *Server) setQuorum(q bool) {
 	if s.closed || s.quorum == q {
 		return
 	}
@@ -397,22 +424,40 @@ func (s *Server) SetQuorum(q bool) {
 	s.route(s.node.SetQuorum(s.now(), q))
 }
 
+// expire ends the incarnation (Lose) once its quorum's time is over
+// without a renewal: the lease is ending, and the survivors may purge its
+// locks once it has. Called with s.mu held before every operation that may
+// grant.
+func (s *Server) expire() {
+	if s.quorum && !s.until.IsZero() && !s.now().Before(s.until) {
+		late := s.now().Sub(s.until).Round(time.Millisecond)
+		s.log.Warn("dlm: quorum ran out before it was renewed (the agent did not run in time?): this member's locks are lost", "late", late)
+		s.lose(fmt.Sprintf("the lease of %s ran out %v ago without a renewal (the agent did not run in time)", s.self, late))
+	}
+}
+
 // Lose tells every session that its locks are lost (EventLost for each of
-// them, with reason) and releases them everywhere; the sessions refuse
-// further operations with ErrLost. The agent calls it before its lease
-// ends when it cannot renew: the survivors may purge the locks once the
-// lease is over. It also stops granting until SetQuorum(true).
+// them, with reason); the sessions refuse further operations with ErrLost.
+// The agent calls it before its lease ends when it cannot renew: the
+// survivors may purge the locks once the lease is over. Then this
+// incarnation ends: the member drops all its lock state, stops its streams
+// and takes a new incarnation, which the next view must take in (as after
+// a restart). So it can never act on the view it had when it lost its
+// lease: views may drop it meanwhile, and it might not hear of them before
+// it has a lease again.
 func (s *Server) Lose(reason string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return 0
 	}
-	if s.quorum {
-		s.quorum = false
-		s.route(s.node.SetQuorum(s.now(), false))
-	}
-	now := s.now()
+	return s.lose(reason)
+}
+
+// lose is Lose with s.mu held.
+func (s *Server) lose(reason string) int {
+	s.until = time.Time{}
+	s.setQuorum(false)
 	why := fmt.Errorf("%w: %s", ErrLost, reason)
 	held := s.node.Locks().Held
 	n := 0
@@ -432,15 +477,40 @@ func (s *Server) Lose(reason string) int {
 		ss.deliver(cluster.Event{Kind: cluster.EventLost, Owner: ss.owner, Err: why})
 		ss.lost = why
 		s.stats.LostSessions++
-		if evs, err := s.node.Disconnect(now, ss.owner); err == nil {
-			s.route(evs)
-		}
 	}
 	s.lostWhy = reason
 	if n > 0 {
 		s.log.Warn("dlm: locks lost: this member's clients were told", "locks", n, "reason", reason)
 	}
+	s.reincarnate()
 	return n
+}
+
+// reincarnate starts this member's lock manager afresh under a new
+// incarnation, outside every view until one takes the new incarnation in.
+// Called with s.mu held.
+func (s *Server) reincarnate() {
+	for name, p := range s.peers {
+		s.stats.Dropped += uint64(p.stop())
+		delete(s.peers, name)
+	}
+	node, err := cluster.New(s.nodeCf)
+	if err != nil { // the config was accepted at New
+		panic(fmt.Sprintf("dlm server: a new incarnation's node: %v", err))
+	}
+	old := s.inc.Load()
+	inc := randomIncarnation()
+	for inc == old {
+		inc = randomIncarnation()
+	}
+	s.inc.Store(inc)
+	s.node = node
+	if s.hasView {
+		if evs, err := s.node.SetView(s.now(), s.nodeView(s.view)); err == nil {
+			s.route(evs)
+		}
+	}
+	s.log.Info("dlm: a new incarnation: this member is out of the lock manager's view until the director takes it back", "incarnation", fmt.Sprintf("%x", inc), "previous", fmt.Sprintf("%x", old))
 }
 
 func sortedSessionIDs(m map[uint64]*Session) []uint64 {
@@ -460,10 +530,11 @@ func (s *Server) Receive(b *Batch) Ack {
 	switch {
 	case s.closed:
 		return Ack{Seq: b.Seq, Code: AckRetry, Msg: "lock manager of " + s.self + " is shutting down"}
-	case b.To != s.self || b.ToInc != s.inc:
+	case b.To != s.self || b.ToInc != s.inc.Load():
 		s.stats.Refused++
-		return Ack{Seq: b.Seq, Code: AckGone, Msg: fmt.Sprintf("this is %s incarnation %x, not %s incarnation %x: it restarted", s.self, s.inc, b.To, b.ToInc)}
+		return Ack{Seq: b.Seq, Code: AckGone, Msg: fmt.Sprintf("this is %s incarnation %x, not %s incarnation %x: it restarted or lost its lease", s.self, s.inc.Load(), b.To, b.ToInc)}
 	}
+	s.expire()
 	if inc, ok := s.view.Members[b.From]; !ok || inc != b.FromInc {
 		s.stats.Refused++
 		return Ack{Seq: b.Seq, Code: AckRetry, Msg: fmt.Sprintf("%s incarnation %x is not in view %d here yet", b.From, b.FromInc, s.view.Number)}
@@ -528,6 +599,7 @@ func (s *Server) AbortDeadlock(id cluster.LockID) error {
 	if s.closed {
 		return ErrClosed
 	}
+	s.expire()
 	evs, err := s.node.AbortDeadlock(s.now(), id)
 	s.route(evs)
 	return err
@@ -600,6 +672,7 @@ func (ss *Session) Enqueue(r cluster.Request) (cluster.LockID, error) {
 	s := ss.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expire()
 	if err := ss.check(); err != nil {
 		return cluster.LockID{}, err
 	}
@@ -622,6 +695,7 @@ func (ss *Session) Unlock(id cluster.LockID, flags dlm.Flags, v *dlm.Value) erro
 	s := ss.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expire()
 	if err := ss.check(); err != nil {
 		return err
 	}
@@ -638,6 +712,7 @@ func (ss *Session) Cancel(id cluster.LockID) error {
 	s := ss.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.expire()
 	if err := ss.check(); err != nil {
 		return err
 	}
@@ -672,6 +747,7 @@ func (ss *Session) Close() error {
 	if s.closed {
 		return nil
 	}
+	s.expire()
 	evs, err := s.node.Disconnect(s.now(), ss.owner)
 	s.route(evs)
 	if err != nil && !errors.Is(err, cluster.ErrNotMember) {

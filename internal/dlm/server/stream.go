@@ -60,7 +60,7 @@ func (p *peer) stream() {
 				if len(msgs) == 0 {
 					break
 				}
-				b := &Batch{From: s.self, FromInc: s.inc, To: p.name, ToInc: p.inc, Stream: p.sid, Seq: next, Msgs: msgs}
+				b := &Batch{From: s.self, FromInc: p.from, To: p.name, ToInc: p.inc, Stream: p.sid, Seq: next, Msgs: msgs}
 				next++
 				if len(unacked) == 0 {
 					sentAt = time.Now()

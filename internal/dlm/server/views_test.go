@@ -17,7 +17,10 @@ import (
 // without it, at once or a few steps later; a member starts again with a
 // new incarnation and joins (a view without its old incarnation first,
 // then one with the new one); a member loses its lease (Lose: its clients
-// are told) and gets it back; a member loses quorum for a while; the
+// are told) and gets it back, or is cut off meanwhile: the director drops
+// it without its hearing of it and takes it back later (it jumps from its
+// old view to that one, with the streams it had, and has no quorum before
+// it hears); a member loses quorum for a while; the
 // director's deadlock search runs across members. There is no model:
 // after every step, on a consistent cut of all servers (every server's
 // lock held at once), no two incompatible locks are granted on a resource
@@ -61,7 +64,7 @@ func TestServerViewChanges(t *testing.T) {
 	}
 	if count >= 12 { // what the timing decides may be missing from a few seeds
 		for _, k := range []string{"kill", "restart", "view", "lose", "quorum-off", "settle", "event:granted", "event:lost",
-			"event:blocking", "event:deadlock", "kept-across-view", "enqueue", "convert"} {
+			"event:blocking", "event:deadlock", "kept-across-view", "enqueue", "convert", "cut-off", "taken-back-unheard"} {
 			if stats[k] == 0 {
 				t.Errorf("no %q in %d seeds: the generator is too narrow", k, count)
 			}
@@ -160,7 +163,7 @@ func (r *viewRun) canSettle() bool {
 			return false
 		}
 	}
-	return len(r.noQuo) == 0
+	return len(r.noQuo) == 0 && len(r.deaf) == 0
 }
 
 func (r *viewRun) clientOp() {
@@ -376,7 +379,7 @@ func (r *viewRun) director() {
 	var keep []string
 	drop := false
 	for _, m := range r.view.Names() {
-		if s := r.srvs[m]; s != nil && s.Incarnation() == r.view.Members[m] {
+		if s := r.srvs[m]; s != nil && s.Incarnation() == r.view.Members[m] && !r.deaf[m] {
 			keep = append(keep, m)
 		} else {
 			drop = true
@@ -386,6 +389,9 @@ func (r *viewRun) director() {
 		add := false
 		for _, m := range r.live() {
 			if _, ok := r.view.Members[m]; !ok {
+				if r.deaf[m] {
+					r.count("taken-back-unheard")
+				}
 				keep = append(keep, m)
 				add = true
 			}
@@ -395,14 +401,25 @@ func (r *viewRun) director() {
 		}
 	}
 	if len(keep) == 0 {
-		return
+		// Nobody of the view is left as it was: a view of whoever runs.
+		keep = r.live()
+		for _, m := range keep {
+			if r.deaf[m] {
+				r.count("taken-back-unheard")
+			}
+		}
+		if len(keep) == 0 {
+			return
+		}
 	}
 	r.setView(keep)
 	r.count("view")
 }
 
 // loseOne: a member's lease is ending: its clients are told their locks
-// are lost, and it grants nothing until it gets quorum again.
+// are lost and it takes a new incarnation, which the director drops and
+// takes back. Sometimes it is cut off meanwhile: it does not hear of the
+// view that drops its old incarnation.
 func (r *viewRun) loseOne() {
 	live := r.live()
 	m := live[r.rng.IntN(len(live))]
@@ -411,6 +428,8 @@ func (r *viewRun) loseOne() {
 	for _, l := range s.Locks().Held {
 		inTable[l.Lock] = true
 	}
+	in := r.inView()
+	cutOff := slices.Contains(in, m) && len(in) > 1 && r.rng.IntN(2) == 0
 	n := s.Lose("lease ending")
 	before := r.tokensOf(m)
 	r.logf("%s loses its lease: %d locks lost", m, n)
@@ -452,6 +471,11 @@ func (r *viewRun) loseOne() {
 	}
 	if _, ok := r.noQuo[m]; !ok {
 		r.noQuo[m] = before
+	}
+	if cutOff {
+		r.deaf[m] = true
+		r.logf("%s is cut off: it hears no view until one takes it back", m)
+		r.count("cut-off")
 	}
 }
 
@@ -672,6 +696,12 @@ func (r *viewRun) checkStable(tables map[string]cluster.Table) {
 // closes every session: every table must end empty.
 func (r *viewRun) finish() {
 	r.t.Helper()
+	for i := 0; len(r.deaf) > 0; i++ {
+		if i == 5 {
+			r.fatalf("members %v still cut off after %d views", r.deaf, i)
+		}
+		r.director()
+	}
 	for len(r.noQuo) > 0 {
 		r.quorumOn()
 	}
