@@ -18,7 +18,7 @@ trap cleanup EXIT
 (cd "$root" && make -s build && go build -o bin/dlmbench ./bench/dlmbench)
 $lab up --members 3 --no-service --vigil "$root/bin/vigil" >&2
 sleep 3 # every member in the lock manager's view
-addr=$($lab status | awk '$1 == "m3" { print $3 }')
+addr=$($lab status | awk '$1 == "m3" && !seen { print $3; seen = 1 }')
 rtt=$($lab exec m2 -- ping -c 1000 -i 0.002 -q "$addr" | awk -F/ '/^rtt/ { print $5 }')
 out=$($lab exec m2 -- "$root/bin/dlmbench" --socket "$dir/m2/data/dlm.sock" --view m1,m2,m3 --self m2 --n "$n")
 echo "$out"

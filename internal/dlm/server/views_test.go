@@ -446,15 +446,6 @@ func (r *viewRun) loseOne() {
 			r.fatalf("%v after Lose: enqueue returned %v, not ErrLost", c.owner, err)
 		}
 		for id, o := range r.ownerOf {
-			if o == c && len(r.pending[id]) > 0 && r.unlocked[id] {
-				// Known gap: a request on a lock its client released or
-				// canceled before (that done, the request held or
-				// unanswered) is dropped by Lose without EventLost or a
-				// refusal.
-				r.count("lose-drops-request-after-unlock")
-				r.logf("%v: request(s) %v of %v, which it released before, dropped without a word", c.owner, r.pending[id], id)
-				delete(r.pending, id)
-			}
 			if o == c && len(r.pending[id]) > 0 {
 				r.fatalf("%v lost its locks but request(s) %v of %v were neither completed nor told lost (in the member's table just before: %v)",
 					c.owner, r.pending[id], id, inTable[id])
@@ -591,8 +582,17 @@ func (r *viewRun) event(c *pclient, ev cluster.Event) {
 		r.fatalf("session %v received an event of %v: %s", c.owner, ev.Owner, evString(ev))
 	}
 	if ev.Kind == cluster.EventLost && ev.Lock.IsZero() {
+		// The session itself is lost (Lose), after its locks: that ends
+		// every request it still has open (a lock that left the table,
+		// its later conversion unanswered, is in no per-lock event).
 		r.count("session-lost")
-		return // the session itself is lost (Lose), after its locks
+		for id, o := range r.ownerOf {
+			if o == c && len(r.pending[id]) > 0 {
+				r.count("session-lost-ends-request")
+				delete(r.pending, id)
+			}
+		}
+		return
 	}
 	w, ok := r.where[ev.Lock]
 	if !ok {
