@@ -243,6 +243,10 @@ func (b *backend) SetFenceDevice(ctx context.Context, d client.FenceDevice, by s
 }
 func (b *backend) RemoveFenceDevice(ctx context.Context, name, by string) error { return nil }
 func (b *backend) ConfirmFenced(ctx context.Context, member, by string) error   { return nil }
+func (b *backend) ProbeLocks(ctx context.Context, r client.LockProbeRequest) ([]client.LockProbe, error) {
+	return []client.LockProbe{{From: "m1", Master: "m1", Workers: 1, Locks: 1}}, nil
+}
+
 func (b *backend) Locks(ctx context.Context) []client.LockTable {
 	return []client.LockTable{{Member: "m1", View: 1, Members: []string{"m1"}, Quorum: true, Mastered: []client.LockInfo{}, Held: []client.LockInfo{}}}
 }

@@ -40,3 +40,44 @@ func (c *Client) Locks(ctx context.Context) ([]LockTable, error) {
 	}
 	return out, nil
 }
+
+// LockProbeRequest asks the member that answers to time the lock manager
+// from there (POST /v1/locks/probe): Workers sessions in the agent's own
+// process each take and release N EX locks, one at a time, on resources of
+// lockspace "vigil-probe" mastered by each of Masters in turn (empty:
+// every member of the view).
+type LockProbeRequest struct {
+	Masters []string `json:"masters,omitempty"`
+	N       int      `json:"n,omitempty"`       // locks per worker and master; 0: 2000
+	Workers int      `json:"workers,omitempty"` // 0: 1
+}
+
+// Limits of a LockProbeRequest.
+const (
+	MaxProbeLocks   = 100_000
+	MaxProbeWorkers = 64
+)
+
+// LockProbe is the timing of the locks mastered by one member, taken from
+// the member that ran the probe: the latency of Lock (until the grant) and
+// the lock+unlock pairs per second of all workers together.
+type LockProbe struct {
+	From        string  `json:"from"`
+	Master      string  `json:"master"`
+	Workers     int     `json:"workers"`
+	Locks       int     `json:"locks"`
+	P50US       float64 `json:"p50_us"`
+	P90US       float64 `json:"p90_us"`
+	P99US       float64 `json:"p99_us"`
+	PairsPerSec float64 `json:"pairs_per_sec"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// ProbeLocks times the lock manager from the member that answers.
+func (c *Client) ProbeLocks(ctx context.Context, r LockProbeRequest) ([]LockProbe, error) {
+	var out []LockProbe
+	if err := c.do(ctx, "POST", "/v1/locks/probe", r, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/dlmclient"
 	"github.com/vigil-cluster/vigil/internal/agent"
 	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
@@ -53,6 +54,7 @@ func main() {
 	view := flag.String("view", "", "with --socket: the lock manager view's members, comma-separated")
 	self := flag.String("self", "", "with --socket: the member whose socket it is")
 	count := flag.Int("n", 2000, "with --socket: locks per kind of master")
+	inAgent := flag.Bool("in-agent", false, "time sessions in m1's agent process (vigil locks probe: the Go package, no socket) instead of clients on its socket; --n locks per worker and master")
 	hold := flag.Int("hold", 0, "instead of the throughput run: take this many EX locks on distinct resources through m1's socket, hold them, and report each agent's resident memory")
 	flag.Parse()
 	if *workers < 1 || *members < 1 || *duration <= 0 {
@@ -68,6 +70,13 @@ func main() {
 	}
 	if *hold > 0 {
 		if err := holdMany(*bin, *workers, *members, *hold); err != nil {
+			fmt.Fprintln(os.Stderr, "dlmbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *inAgent {
+		if err := probe(*bin, *workers, *members, *local, *count); err != nil {
 			fmt.Fprintln(os.Stderr, "dlmbench:", err)
 			os.Exit(1)
 		}
@@ -341,4 +350,74 @@ func latency(sock string, view []string, self string, n int) error {
 		out[kind] = map[string]float64{"p50_us": us(0.5), "p90_us": us(0.9), "p99_us": us(0.99)}
 	}
 	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// probe forms a cluster and runs `vigil locks probe` on m1: workers
+// sessions in m1's agent process, n locks each on resources of m1 (local)
+// or of every member in turn. Pairs per second over all masters: all the
+// locks over the time they took.
+func probe(bin string, workers, members int, local bool, n int) error {
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	fmt.Fprintf(os.Stderr, "dlmbench: forming a %d-member vigil cluster\n", members)
+	lc, err := localcluster.Start(ctx, localcluster.Options{Bin: abs, Members: members, Log: io.Discard})
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	cl := lc.Client(0)
+	req := client.LockProbeRequest{N: n, Workers: workers}
+	if local {
+		req.Masters = []string{lc.Members[0].Name}
+	}
+	// Every member in the view first: a short probe succeeds on each.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ps, err := cl.ProbeLocks(ctx, client.LockProbeRequest{N: 10})
+		if err == nil && len(ps) == members && ps[0].Error == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the lock manager's view did not take every member within a minute: %v %v", ps, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Fprintf(os.Stderr, "dlmbench: in m1's agent: %d workers, %d locks each per master\n", workers, n)
+	// One master per request: each answers within the API client's
+	// timeout.
+	masters := req.Masters
+	if len(masters) == 0 {
+		for _, m := range lc.Members {
+			masters = append(masters, m.Name)
+		}
+	}
+	var ps []client.LockProbe
+	for _, m := range masters {
+		req.Masters = []string{m}
+		p, err := cl.ProbeLocks(ctx, req)
+		if err != nil {
+			return fmt.Errorf("probe of %s: %w", m, err)
+		}
+		ps = append(ps, p...)
+	}
+	var locks, secs float64
+	var p50 []float64
+	for _, p := range ps {
+		if p.Error != "" {
+			return fmt.Errorf("probe of %s: %s", p.Master, p.Error)
+		}
+		locks += float64(p.Locks)
+		secs += float64(p.Locks) / p.PairsPerSec
+		p50 = append(p50, p.P50US)
+	}
+	r := result{System: "vigil", Workers: workers, Pairs: int(locks), Seconds: secs, PairsPerSec: locks / secs, P50us: slices.Max(p50), Members: members,
+		Sessions: "one per worker in " + lc.Members[0].Name + "'s agent (Go package); resources spread over the masters"}
+	if local {
+		r.Sessions = "one per worker in " + lc.Members[0].Name + "'s agent (Go package); resources mastered on " + lc.Members[0].Name
+	}
+	return json.NewEncoder(os.Stdout).Encode(r)
 }

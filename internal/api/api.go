@@ -55,6 +55,8 @@ type Backend interface {
 	ConfirmFenced(ctx context.Context, member, by string) error
 	// Locks is what every member knows of the lock manager's locks.
 	Locks(ctx context.Context) []client.LockTable
+	// ProbeLocks times the lock manager from this member.
+	ProbeLocks(ctx context.Context, r client.LockProbeRequest) ([]client.LockProbe, error)
 	// AllowedCert says whether a member certificate (common name, serial
 	// in hex) still speaks for a member.
 	AllowedCert(cn, serial string) bool
@@ -140,6 +142,14 @@ func New(b Backend, log *slog.Logger) *Server {
 		reply(w, map[string]string{"fenced": r.PathValue("name")}, s.b.ConfirmFenced(r.Context(), r.PathValue("name"), Who(r.Context())))
 	})
 	s.mux.HandleFunc("GET /v1/locks", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Locks(r.Context())) })
+	s.mux.HandleFunc("POST /v1/locks/probe", func(w http.ResponseWriter, r *http.Request) {
+		var req client.LockProbeRequest
+		if r.ContentLength != 0 && !decode(w, r, &req) {
+			return
+		}
+		out, err := s.b.ProbeLocks(r.Context(), req)
+		reply(w, out, err)
+	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, cdb.Refuse(cdb.ErrNotFound, "no API route %s %s: see docs/API.md for the routes", r.Method, r.URL.Path))
 	})

@@ -249,6 +249,7 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/v1/settings", `"description"`},
 		{"GET", "/v1/cdb", `"name": "c1"`},
 		{"GET", "/v1/cdb/backup", `vigil-cdb-backup`},
+		{"POST", "/v1/locks/probe", `"master": "m1"`},
 		{"DELETE", "/v1/members/m2", `"removed": "m2"`},
 	} {
 		w := do(h, tc.method, tc.path, nil)
@@ -494,6 +495,10 @@ func (f *fakeBackend) SetFenceDevice(ctx context.Context, d client.FenceDevice, 
 }
 func (f *fakeBackend) RemoveFenceDevice(ctx context.Context, name, by string) error { return nil }
 func (f *fakeBackend) ConfirmFenced(ctx context.Context, member, by string) error   { return nil }
+func (f *fakeBackend) ProbeLocks(ctx context.Context, r client.LockProbeRequest) ([]client.LockProbe, error) {
+	return []client.LockProbe{{From: "m1", Master: "m1", Workers: 1, Locks: 1}}, nil
+}
+
 func (f *fakeBackend) Locks(ctx context.Context) []client.LockTable {
 	return []client.LockTable{{Member: "m1", View: 1, Members: []string{"m1"}, Quorum: true}}
 }

@@ -384,7 +384,79 @@ A RESOURCE of another lockspace than "default" shows as LOCKSPACE:PATH.`,
 	}
 	cmd.Flags().StringVar(&resource, "resource", "", "show only the locks of this resource: a root name (with its sub-resources) or a full path joined with /")
 	cmd.Flags().BoolVar(&g.json, "json", false, "print JSON")
+	cmd.AddCommand(locksProbeCmd(g))
 	return cmd
+}
+
+func locksProbeCmd(g *globals) *cobra.Command {
+	var masters []string
+	var n, workers int
+	cmd := &cobra.Command{
+		Use:   "probe [--master M]... [--n N] [--workers W] [--json]",
+		Short: "time the lock manager from the member that answers: lock latency to each master",
+		Long: `Time the lock manager from the member that answers (the one this command talks
+to): W sessions in the agent's own process each take and release N EX locks,
+one at a time, on resources of lockspace "vigil-probe" that each master owns,
+one master after the other. It prints the latency of a lock until its grant
+(a remote master costs one round trip on the interconnect) and the
+lock+unlock pairs per second of all sessions together.
+
+The locks are real: they wait behind nothing (the lockspace is the probe's
+own), but they cost the masters work while the probe runs.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, ctx, cancel, err := g.open(c)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			out, err := cl.ProbeLocks(ctx, client.LockProbeRequest{Masters: masters, N: n, Workers: workers})
+			if err != nil {
+				return err
+			}
+			failed := 0
+			for _, p := range out {
+				if p.Error != "" {
+					failed++
+				}
+			}
+			if g.json {
+				if err := g.printJSON(out); err != nil {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(g.out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "FROM\tMASTER\tWORKERS\tLOCKS\tP50\tP90\tP99\tPAIRS/S")
+				for _, p := range out {
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%.0f\n", p.From, p.Master, p.Workers, p.Locks,
+						usString(p.P50US), usString(p.P90US), usString(p.P99US), p.PairsPerSec)
+				}
+				tw.Flush()
+				for _, p := range out {
+					if p.Error != "" {
+						fmt.Fprintf(g.out, "%s: %s\n", p.Master, p.Error)
+					}
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("the probe failed on %d of %d masters", failed, len(out))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&masters, "master", nil, "time only the resources of this member (repeat or comma-separate; default every member of the view)")
+	cmd.Flags().IntVar(&n, "n", 0, fmt.Sprintf("locks per session and master (default 2000, at most %d)", client.MaxProbeLocks))
+	cmd.Flags().IntVar(&workers, "workers", 0, fmt.Sprintf("sessions taking locks at once (default 1, at most %d)", client.MaxProbeWorkers))
+	cmd.Flags().BoolVar(&g.json, "json", false, "print JSON")
+	return cmd
+}
+
+// usString prints a duration in microseconds as an operator reads it.
+func usString(us float64) string {
+	if us >= 10000 {
+		return fmt.Sprintf("%.1fms", us/1000)
+	}
+	return fmt.Sprintf("%.0fµs", us)
 }
 
 // filterLocks keeps the locks on resource: its root name, or its full

@@ -175,3 +175,44 @@ func TestDLMMemberDies(t *testing.T) {
 		t.Fatalf("token %d after %d", l.Token(), held.Token())
 	}
 }
+
+// TestDLMProbe: `vigil locks probe` times the lock manager from the member
+// it asks, for every master of the view; bad values are refused with what
+// to give instead.
+func TestDLMProbe(t *testing.T) {
+	c := startCluster(t, 3)
+	for _, m := range []string{"m1", "m2", "m3"} {
+		c.waitLog(20*time.Second, "dlm: view applied", "member="+m+" ", "[m1 m2 m3]", "in_view=true")
+	}
+	var out string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := c.cli(1, "locks", "probe", "--n", "200", "--workers", "2")
+		if r.code == 0 {
+			out = r.out
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("probe: exit %d: %s", r.code, r.out)
+		}
+		time.Sleep(200 * time.Millisecond) // the view may still be rebuilding
+	}
+	for _, m := range []string{"m1", "m2", "m3"} {
+		if !strings.Contains(out, "m2    "+m+"      2        400") {
+			t.Errorf("no row of 400 locks from m2 on %s's resources:\n%s", m, out)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--n", "1000000"}, "give 1 to 100000 locks"},
+		{[]string{"--workers", "99"}, "give 1 to 64"},
+		{[]string{"--master", "m9"}, `"m9" is not a member of the lock manager's view`},
+	} {
+		r := c.cli(1, append([]string{"locks", "probe"}, tc.args...)...)
+		if r.code == 0 || !strings.Contains(r.out, tc.want) {
+			t.Errorf("probe %v: exit %d, want a refusal with %q: %s", tc.args, r.code, tc.want, r.out)
+		}
+	}
+}
