@@ -537,3 +537,28 @@ func TestLeaseLossWithoutLocks(t *testing.T) {
 		}
 	})
 }
+
+// TestLocalServerCloses: a Local client hears when the lock manager in its
+// process shuts down: its lock is lost and a waiting request ends.
+func TestLocalServerCloses(t *testing.T) {
+	r := newRig(t, "local")
+	a, b := r.client(), r.client()
+	ctx := ctxT(t)
+	l, err := a.Lock(ctx, "res", EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := b.LockAsync("res", EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.srv.Close()
+	select {
+	case <-l.Lost():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held lock was not reported lost")
+	}
+	if _, err := p.Wait(ctx); !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), "shutting down") {
+		t.Fatalf("the waiting request ended with %v, want ErrLost naming the shutdown", err)
+	}
+}

@@ -283,7 +283,8 @@ func (s *Server) Member() string { return s.self }
 // the process starts and when Lose ends the member's locks.
 func (s *Server) Incarnation() uint64 { return s.inc.Load() }
 
-// Close ends every session and stops the streams to the peers.
+// Close ends every session (each hears a session-level EventLost) and
+// stops the streams to the peers.
 func (s *Server) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -291,7 +292,15 @@ func (s *Server) Close() {
 		return
 	}
 	s.closed = true
-	for _, ss := range s.sessions {
+	// The sessions in this process (dlmclient.Local) hear of it: their
+	// locks and open requests end here. (A socket's client sees its
+	// stream end.)
+	why := fmt.Errorf("%w: the lock manager of %s is shutting down", ErrClosed, s.self)
+	for _, id := range sortedSessionIDs(s.sessions) {
+		ss := s.sessions[id]
+		if ss.lost == nil {
+			ss.deliver(cluster.Event{Kind: cluster.EventLost, Owner: ss.owner, Err: why})
+		}
 		ss.closed = true
 	}
 	clear(s.sessions)
