@@ -38,6 +38,7 @@ bench: build ## CDB writes, failover, relocation, director speed; the lock manag
 	$(GO) test -run '^$$' -bench BenchmarkLocalPairs -benchtime 2s ./internal/dlm/server
 	$(GO) test -run '^$$' -bench BenchmarkMillionLocks -benchtime 1x -timeout 20m ./internal/dlm/server
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./dlmclient
+	$(GO) test -run '^$$' -bench BenchmarkDLMRemoteLock -benchtime 20000x ./internal/rpc
 	$(GO) test -run '^$$' -bench BenchmarkDLMLockLatency -benchtime 3000x -timeout 20m ./test/e2e
 	$(GO) run ./bench/dlmbench --vigil $(BIN) --members 1 --workers 4 --hold 1000000
 
