@@ -536,14 +536,14 @@ func sortedSessionIDs(m map[uint64]*Session) []uint64 {
 func (s *Server) Receive(b *Batch) Ack {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.closed:
+	if s.closed {
 		return Ack{Seq: b.Seq, Code: AckRetry, Msg: "lock manager of " + s.self + " is shutting down"}
-	case b.To != s.self || b.ToInc != s.inc.Load():
+	}
+	s.expire() // first: it may end this incarnation
+	if b.To != s.self || b.ToInc != s.inc.Load() {
 		s.stats.Refused++
 		return Ack{Seq: b.Seq, Code: AckGone, Msg: fmt.Sprintf("this is %s incarnation %x, not %s incarnation %x: it restarted or lost its lease", s.self, s.inc.Load(), b.To, b.ToInc)}
 	}
-	s.expire()
 	if inc, ok := s.view.Members[b.From]; !ok || inc != b.FromInc {
 		s.stats.Refused++
 		return Ack{Seq: b.Seq, Code: AckRetry, Msg: fmt.Sprintf("%s incarnation %x is not in view %d here yet", b.From, b.FromInc, s.view.Number)}
