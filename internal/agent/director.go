@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -186,7 +187,13 @@ func (n *node) Renew(ctx context.Context, r *rpc.RenewRequest) (*rpc.RenewRespon
 	if r.Member != rpc.PeerMember(ctx) {
 		return nil, cdb.Refuse(cdb.ErrDenied, "member %s may not renew the lease of %s", rpc.PeerMember(ctx), r.Member)
 	}
-	if !n.a.store.IsLeader() || !n.a.term.grant(r.Member, time.Now(), r.Links, r.DLM) {
+	if !n.a.store.IsLeader() {
+		return nil, cdb.ErrNotLeader
+	}
+	if err := n.a.clearFenceForGrant(ctx, r.Member); err != nil {
+		return nil, err
+	}
+	if !n.a.term.grant(r.Member, time.Now(), r.Links, r.DLM) {
 		return nil, cdb.ErrNotLeader
 	}
 	return &rpc.RenewResponse{Granted: true, Index: n.a.store.FSMIndex()}, nil
@@ -215,6 +222,9 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 
 func (a *Agent) renewOnce(ctx context.Context) (bool, uint64) {
 	if a.store.IsLeader() {
+		if a.clearFenceForGrant(ctx, a.cfg.Name) != nil {
+			return false, 0
+		}
 		return a.term.grant(a.cfg.Name, time.Now(), a.ml.LinksAlive(), a.dlm.Incarnation()), a.store.FSMIndex()
 	}
 	addr, leader := a.store.Leader()
@@ -432,7 +442,6 @@ func directorSpec(sv *cdb.Service) director.Spec {
 
 func (a *Agent) decideOnce(ctx context.Context, termStart time.Time, renewals map[string]time.Time) {
 	st := a.store.State()
-	a.clearFenced(ctx, st, renewals)
 	a.dlmViewOnce(ctx, st, time.Now(), termStart, renewals)
 	if len(st.Services) == 0 {
 		return
@@ -462,15 +471,22 @@ func (a *Agent) decideOnce(ctx context.Context, termStart time.Time, renewals ma
 	}
 }
 
-// clearFenced forgets the fence of a member that renewed its lease after it
-// was fenced (it came back), so a later failure of it needs a new fence.
-func (a *Agent) clearFenced(ctx context.Context, st *cdb.State, renewals map[string]time.Time) {
-	for n, rec := range st.FencedMembers {
-		if renewals[n].After(rec.At) {
-			cctx, cancel := context.WithTimeout(ctx, a.prof.ApplyTimeout)
-			a.store.Apply(cctx, &cdb.Command{Op: cdb.OpFenced, At: time.Now().UTC(), By: "director", Member: n})
-			cancel()
-			a.log.Info("fencing: member is UP again; its fence record is cleared", "member", n)
-		}
+// clearFenceForGrant clears the fence record of a member that renews its
+// lease after it was fenced (it came back), before the lease is granted:
+// the record is committed away first, so a director that finds a record
+// (this one or a later one) knows the member has held no lease since its
+// fence, and a later failure of it needs a new fence.
+func (a *Agent) clearFenceForGrant(ctx context.Context, member string) error {
+	var fenced bool
+	a.store.View(func(s *cdb.State) { _, fenced = s.FencedMembers[member] })
+	if !fenced {
+		return nil
 	}
+	cctx, cancel := context.WithTimeout(ctx, a.prof.ApplyTimeout)
+	defer cancel()
+	if _, _, err := a.store.Apply(cctx, &cdb.Command{Op: cdb.OpFenced, At: time.Now().UTC(), By: "director", Member: member}); err != nil {
+		return fmt.Errorf("clearing the fence record of %s before its lease: %w", member, err)
+	}
+	a.log.Info("fencing: member is UP again; its fence record is cleared before its lease", "member", member)
+	return nil
 }

@@ -220,10 +220,9 @@ func (a *Agent) dlmViewOnce(ctx context.Context, st *cdb.State, now, termStart t
 		}
 		return !now.Before(from.Add(certain))
 	}
-	// A fence counts only if it happened in this term: this director then
-	// saw no renewal since (clearFenced would have cleared it). An older
-	// record may be stale (the member came back and renewed with the
-	// previous director): the lease rule decides then.
+	// A fence counts only if it happened in this term. (A member's record
+	// is cleared before it gets a lease after its fence, so an older record
+	// is not stale either; this rule is the stricter of the two.)
 	fenced := func(n string) bool {
 		rec, ok := st.FencedMembers[n]
 		return ok && rec.At.After(termStart)

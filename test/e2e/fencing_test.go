@@ -86,4 +86,7 @@ func TestFencingFreeze(t *testing.T) {
 	if err := c.WaitReady(t.Context(), 3); err != nil {
 		t.Fatal(err)
 	}
+	// Before its first lease: a director that finds a fence record knows
+	// the member has held no lease since.
+	c.waitLog(20*time.Second, "fence record is cleared before its lease", "member="+c.Members[owner].Name)
 }
