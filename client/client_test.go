@@ -250,3 +250,21 @@ func (b *backend) ProbeLocks(ctx context.Context, r client.LockProbeRequest) ([]
 func (b *backend) Locks(ctx context.Context) []client.LockTable {
 	return []client.LockTable{{Member: "m1", View: 1, Members: []string{"m1"}, Quorum: true, Mastered: []client.LockInfo{}, Held: []client.LockInfo{}}}
 }
+
+func (b *backend) Events(ctx context.Context, f client.EventFilter) []client.Event {
+	return []client.Event{{Seq: 1, Kind: client.EventService, Service: "web", Message: "web: ONLINE on m1"}}
+}
+
+func (b *backend) EventStream(ctx context.Context, f client.EventFilter, fn func([]client.Event) error) error {
+	return fn(b.Events(ctx, f))
+}
+
+func (b *backend) Alerts(context.Context) []client.Alert { return []client.Alert{} }
+
+func (b *backend) SetAlert(context.Context, client.Alert, string) error { return nil }
+
+func (b *backend) RemoveAlert(context.Context, string, string) error { return nil }
+
+func (b *backend) TestAlert(context.Context, string, string) (*client.Event, error) {
+	return &client.Event{Kind: client.EventAlert, Test: true, Message: "test"}, nil
+}

@@ -99,6 +99,9 @@ type Agent struct {
 	dlmLinkMu       sync.Mutex
 	dlmLink         map[string]int // guarded by dlmLinkMu: the link that last worked per member
 	dlmDeadlockWait time.Duration
+
+	// evq holds events waiting to be written to the event log (events.go).
+	evq *eventQueue
 }
 
 // New loads the data dir. logOut receives the logs.
@@ -126,7 +129,7 @@ func New(dir string, level *slog.LevelVar, log *slog.Logger) (*Agent, error) {
 	return &Agent{dir: dir, cfg: cfg, prof: config.Profiles[cfg.Profile], id: id, key: key, adminToken: admin,
 		log: log.With("member", cfg.Name), baseLog: log, level: level, started: time.Now(), kick: make(chan struct{}, 1),
 		removed: make(chan struct{}), agentState: client.AgentInitializing,
-		decideKick: make(chan struct{}, 1), dlmKick: make(chan struct{}, 1), dlmDeadlockWait: time.Second, lrmReady: make(chan struct{}), lrmKick: make(chan struct{}, 1), holder: lease.NewHolder(leaseConfig(config.Profiles[cfg.Profile]))}, nil
+		decideKick: make(chan struct{}, 1), dlmKick: make(chan struct{}, 1), dlmDeadlockWait: time.Second, lrmReady: make(chan struct{}), lrmKick: make(chan struct{}, 1), evq: newEventQueue(), holder: lease.NewHolder(leaseConfig(config.Profiles[cfg.Profile]))}, nil
 }
 
 func (a *Agent) rpcAddr() string { return config.RPCAddress(a.cfg.Links[0]) }
@@ -222,6 +225,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	go a.directorLoop(ctx)
 	go a.dlmLoop(ctx)
 	go a.dlmDeadlockLoop(ctx)
+	go a.eventLoop(ctx)
+	go a.alertLoop(ctx)
 	lrmCtx, stopLRM := context.WithCancel(context.Background())
 	defer stopLRM()
 	go a.lrmLoop(lrmCtx)
@@ -368,6 +373,8 @@ func (a *Agent) loop(ctx context.Context) {
 				settled = true
 				a.term.begin(time.Now())
 				a.log.Info("director: took office; services of silent members wait one lease", "lease", a.prof.Lease)
+				a.emit(client.Event{Kind: client.EventDirector, Member: a.cfg.Name,
+					Message: fmt.Sprintf("%s is the director (Raft term %s)", a.cfg.Name, a.store.Stats()["term"])})
 			}
 			a.initIfBootstrap(ctx)
 			a.reconcile()

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/vigil-cluster/vigil/client"
+	"github.com/vigil-cluster/vigil/internal/api"
 	"github.com/vigil-cluster/vigil/internal/cdb"
 	"github.com/vigil-cluster/vigil/internal/config"
 	"github.com/vigil-cluster/vigil/internal/director"
@@ -279,6 +282,8 @@ func (a *Agent) SetLogLevel(ctx context.Context, r client.LogLevelRequest) ([]cl
 	default:
 		targets = []string{a.cfg.Name}
 	}
+	a.emit(client.Event{Kind: client.EventOperator, By: api.Who(ctx),
+		Message: fmt.Sprintf("log level %s on %s", r.Level, strings.Join(targets, ", "))})
 	var out []client.LogLevelResult
 	for _, n := range targets {
 		res := client.LogLevelResult{Member: n}

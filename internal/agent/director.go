@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/cdb"
 	"github.com/vigil-cluster/vigil/internal/config"
 	"github.com/vigil-cluster/vigil/internal/director"
@@ -59,17 +60,20 @@ func (t *term) disconnected(member string, reportsNone bool, now time.Time, hold
 
 // noteState records a member's state for placement and reports whether it
 // changed.
-func (t *term) noteState(member string, st director.MemberState) bool {
+// noteState records a member's state and returns the one it replaces ("" the
+// first time).
+func (t *term) noteState(member string, st director.MemberState) (director.MemberState, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.states == nil {
 		t.states = map[string]director.MemberState{}
 	}
-	if t.states[member] == st {
-		return false
+	old := t.states[member]
+	if old == st {
+		return old, false
 	}
 	t.states[member] = st
-	return true
+	return old, true
 }
 
 func (t *term) begin(now time.Time) {
@@ -397,9 +401,12 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 		if !a.term.disconnected(n, dm.State == director.MemberDisconnected, now, a.prof.Lease) && dm.State == director.MemberDisconnected {
 			dm.State = director.MemberUp
 		}
-		if a.term.noteState(n, dm.State) {
+		if old, changed := a.term.noteState(n, dm.State); changed {
 			a.log.Info("director: member state for placement", "of", n, "state", dm.State, "gossip_up", up,
 				"since_renewal", now.Sub(last).Round(time.Millisecond), "seen_on_links", onLinks, "reports_links", reported)
+			if old != "" {
+				a.emit(client.Event{Kind: client.EventMember, Member: n, Message: memberChange(n, old, dm.State, up, now.Sub(last), onLinks)})
+			}
 		}
 		if !up && seen {
 			dm.DownSince = p.Since()
@@ -423,6 +430,24 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 	return in, consumed
 }
 
+// memberChange says why a member's state changed, for the event log.
+func memberChange(n string, old, now director.MemberState, gossipUp bool, sinceRenewal time.Duration, links []bool) string {
+	msg := fmt.Sprintf("member %s is %s, was %s", n, now, old)
+	switch now {
+	case director.MemberDown:
+		if gossipUp {
+			msg += fmt.Sprintf(": no lease renewal for %s", sinceRenewal.Round(time.Millisecond))
+		} else {
+			msg += ": not heard on any link"
+		}
+	case director.MemberDisconnected:
+		msg += fmt.Sprintf(": it lost its public links (links up: %v)", links)
+	case director.MemberNetpar:
+		msg += fmt.Sprintf(": seen only on a secondary link (links up: %v)", links)
+	}
+	return msg
+}
+
 func directorSpec(sv *cdb.Service) director.Spec {
 	s := sv.Spec
 	ds := director.Spec{Favored: s.Placement.Favored, Balanced: s.Placement.Balanced, Domain: s.Placement.Domain,
@@ -443,10 +468,11 @@ func directorSpec(sv *cdb.Service) director.Spec {
 func (a *Agent) decideOnce(ctx context.Context, termStart time.Time, renewals map[string]time.Time) {
 	st := a.store.State()
 	a.dlmViewOnce(ctx, st, time.Now(), termStart, renewals)
+	// The input is built even without services: it notes member changes.
+	in, consumed := a.directorInput(st, time.Now(), termStart, renewals)
 	if len(st.Services) == 0 {
 		return
 	}
-	in, consumed := a.directorInput(st, time.Now(), termStart, renewals)
 	out := director.Decide(in)
 	args := &cdb.DecideArgs{Updates: out.Updates, Consumed: consumed}
 	for _, d := range out.Decisions {

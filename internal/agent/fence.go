@@ -57,6 +57,8 @@ func (a *Agent) fence(ctx context.Context, member string) bool {
 	a.store.View(func(s *cdb.State) { devs = s.FenceDevicesFor(member) })
 	if len(devs) == 0 {
 		a.log.Error("fencing: no fence device can fence this member; its services wait for its lease", "fenced", member)
+		a.emit(client.Event{Kind: client.EventFence, Member: member,
+			Message: "cannot fence " + member + ": no fence device covers it; its services wait for its lease (add one with `vigil fence add`)"})
 		return false
 	}
 	// A director that stalled may have been deposed without knowing it yet:
@@ -67,9 +69,21 @@ func (a *Agent) fence(ctx context.Context, member string) bool {
 	}
 	for _, d := range devs {
 		t0 := time.Now()
+		a.emit(client.Event{Kind: client.EventFence, Member: member,
+			Message: fmt.Sprintf("fencing %s (off) with device %s (level %d)", member, d.Name, d.Level)})
 		out, err := runFenceAgent(ctx, d, "off", member)
 		if err != nil {
-			a.log.Error("fencing: device failed", "fenced", member, "device", d.Name, "level", d.Level, "err", err, "output", out, "duration", time.Since(t0).Round(time.Millisecond))
+			took := time.Since(t0).Round(time.Millisecond)
+			a.log.Error("fencing: device failed", "fenced", member, "device", d.Name, "level", d.Level, "err", err, "output", out, "duration", took)
+			rc := -1
+			if x, ok := err.(*exec.ExitError); ok {
+				rc = x.ExitCode()
+			}
+			msg := fmt.Sprintf("fence of %s with device %s failed after %s: %v", member, d.Name, took, err)
+			if out != "" {
+				msg += "; output: " + lastBytes(out, 1024)
+			}
+			a.emit(client.Event{Kind: client.EventFence, Member: member, RC: &rc, Message: msg})
 			continue
 		}
 		a.log.Warn("fencing: member fenced (off)", "fenced", member, "device", d.Name, "level", d.Level, "duration", time.Since(t0).Round(time.Millisecond))
@@ -84,7 +98,17 @@ func (a *Agent) fence(ctx context.Context, member string) bool {
 		return true
 	}
 	a.log.Error("fencing: every device failed; the member's services wait until it is fenced or its lease has run out", "fenced", member)
+	a.emit(client.Event{Kind: client.EventFence, Member: member,
+		Message: "every fence device of " + member + " failed; its services wait until it is fenced or its lease has run out; the director tries again"})
 	return false
+}
+
+// lastBytes is the end of s, at most n bytes.
+func lastBytes(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
 
 // runFenceAgent runs a fence agent with Pacemaker's stdin interface.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/agents"
 	"github.com/vigil-cluster/vigil/internal/cdb"
 	"github.com/vigil-cluster/vigil/internal/director"
@@ -29,8 +30,8 @@ func (a *Agent) agentsEnv() agents.Env {
 func (a *Agent) lrmLoop(ctx context.Context) {
 	a.lrm = lrm.New(ctx, lrm.Options{
 		Member: a.cfg.Name, Env: a.agentsEnv(), Log: a.log, Lease: a.leaseState,
-		Report: func(ctx context.Context, e director.Event) error {
-			_, err := a.write(ctx, &cdb.Command{Op: cdb.OpReport, By: "lrm:" + a.cfg.Name, Report: &e})
+		Report: func(ctx context.Context, e director.Event, steps []client.Step) error {
+			_, err := a.write(ctx, &cdb.Command{Op: cdb.OpReport, By: "lrm:" + a.cfg.Name, Report: &e, Steps: steps})
 			return err
 		},
 	})

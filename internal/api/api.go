@@ -57,6 +57,15 @@ type Backend interface {
 	Locks(ctx context.Context) []client.LockTable
 	// ProbeLocks times the lock manager from this member.
 	ProbeLocks(ctx context.Context, r client.LockProbeRequest) ([]client.LockProbe, error)
+	// Events lists the events f selects; with f.Wait it waits for one.
+	Events(ctx context.Context, f client.EventFilter) []client.Event
+	// EventStream calls fn with the events f selects and then with each new
+	// batch (nil batches keep the stream alive), until ctx ends or fn fails.
+	EventStream(ctx context.Context, f client.EventFilter, fn func([]client.Event) error) error
+	Alerts(ctx context.Context) []client.Alert
+	SetAlert(ctx context.Context, a client.Alert, by string) error
+	RemoveAlert(ctx context.Context, name, by string) error
+	TestAlert(ctx context.Context, name, by string) (*client.Event, error)
 	// AllowedCert says whether a member certificate (common name, serial
 	// in hex) still speaks for a member.
 	AllowedCert(cn, serial string) bool
@@ -148,6 +157,31 @@ func New(b Backend, log *slog.Logger) *Server {
 			return
 		}
 		out, err := s.b.ProbeLocks(r.Context(), req)
+		reply(w, out, err)
+	})
+	s.mux.HandleFunc("GET /v1/events", s.events)
+	s.mux.HandleFunc("GET /v1/events/stream", s.eventStream)
+	s.mux.HandleFunc("GET /v1/alerts", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Alerts(r.Context())) })
+	s.mux.HandleFunc("PUT /v1/alerts/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var al client.Alert
+		if !decode(w, r, &al) {
+			return
+		}
+		if al.Name != r.PathValue("name") {
+			writeError(w, cdb.Refuse(cdb.ErrInvalid, "the body names alert %q, the path %q", al.Name, r.PathValue("name")))
+			return
+		}
+		reply(w, map[string]string{"alert": al.Name}, s.b.SetAlert(r.Context(), al, Who(r.Context())))
+	})
+	s.mux.HandleFunc("DELETE /v1/alerts/{name}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]string{"removed": r.PathValue("name")}, s.b.RemoveAlert(r.Context(), r.PathValue("name"), Who(r.Context())))
+	})
+	s.mux.HandleFunc("POST /v1/alerts/test", func(w http.ResponseWriter, r *http.Request) {
+		var req client.AlertTestRequest
+		if r.ContentLength != 0 && !decode(w, r, &req) {
+			return
+		}
+		out, err := s.b.TestAlert(r.Context(), req.Name, Who(r.Context()))
 		reply(w, out, err)
 	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

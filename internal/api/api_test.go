@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/cdb"
@@ -162,6 +163,7 @@ var bodyEndpoints = []struct {
 	{"POST", "/v1/members", `{"name":"m2","address":"198.18.0.2:7000"}`, `{"name":2}`},
 	{"PUT", "/v1/settings", `{"settings":{"user.a":"1"}}`, `{"settings":["user.a"]}`},
 	{"PUT", "/v1/log-level", `{"level":"debug","all":true}`, `{"level":"debug","all":"yes"}`},
+	{"PUT", "/v1/alerts/a", `{"name":"a","path":"/bin/true"}`, `{"name":"a","path":7}`},
 }
 
 func TestBadBodies(t *testing.T) {
@@ -501,4 +503,88 @@ func (f *fakeBackend) ProbeLocks(ctx context.Context, r client.LockProbeRequest)
 
 func (f *fakeBackend) Locks(ctx context.Context) []client.LockTable {
 	return []client.LockTable{{Member: "m1", View: 1, Members: []string{"m1"}, Quorum: true}}
+}
+
+func (f *fakeBackend) Events(ctx context.Context, fl client.EventFilter) []client.Event {
+	f.record("Events", "")
+	now := time.Now()
+	evs := []client.Event{{Seq: 1, At: now, Kind: client.EventService, Service: "web", Message: "web: ONLINE on m1"},
+		{Seq: 2, At: now, Kind: client.EventMember, Member: "m2", Message: "member m2 is DOWN, was UP"}}
+	var out []client.Event
+	for i := range evs {
+		if fl.Match(&evs[i]) {
+			out = append(out, evs[i])
+		}
+	}
+	return out
+}
+
+func (f *fakeBackend) EventStream(ctx context.Context, fl client.EventFilter, fn func([]client.Event) error) error {
+	return fn(f.Events(ctx, fl))
+}
+
+func (f *fakeBackend) Alerts(context.Context) []client.Alert {
+	return []client.Alert{{Name: "a", Path: "/bin/true"}}
+}
+
+func (f *fakeBackend) SetAlert(ctx context.Context, a client.Alert, by string) error {
+	f.record("SetAlert "+a.Name, by)
+	return f.err
+}
+
+func (f *fakeBackend) RemoveAlert(ctx context.Context, name, by string) error {
+	f.record("RemoveAlert "+name, by)
+	return f.err
+}
+
+func (f *fakeBackend) TestAlert(ctx context.Context, name, by string) (*client.Event, error) {
+	f.record("TestAlert "+name, by)
+	return &client.Event{Kind: client.EventAlert, Alert: name, Test: true, Message: "test"}, f.err
+}
+
+func TestEventRoutes(t *testing.T) {
+	s, _ := newServer(t)
+	for _, tc := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/v1/events", 200, `"seq": 2`},
+		{"/v1/events?kind=member", 200, "m2 is DOWN"},
+		{"/v1/events?service=web&after=0&limit=5&since=10m", 200, "ONLINE"},
+		{"/v1/events?after=2", 200, "[]"},
+		{"/v1/events?kind=nope", 400, `is not an event kind`},
+		{"/v1/events?after=-1", 400, "not an event number"},
+		{"/v1/events?limit=0", 400, "limit"},
+		{"/v1/events?wait=1h", 400, "wait"},
+		{"/v1/events?since=yesterday", 400, "neither a time"},
+		{"/v1/events?colour=red", 400, `unknown query parameter`},
+		{"/v1/events/stream?kind=service", 200, "id: 1\nevent: service\ndata: {"},
+	} {
+		w := do(s.Local(), "GET", tc.path, nil)
+		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.want) {
+			t.Errorf("GET %s: %d %q, want %d with %q", tc.path, w.Code, w.Body.String(), tc.code, tc.want)
+		}
+	}
+}
+
+func TestAlertRoutes(t *testing.T) {
+	s, fb := newServer(t)
+	if w := do(s.Local(), "PUT", "/v1/alerts/b", strings.NewReader(`{"name":"a","path":"/bin/true"}`)); w.Code != 400 {
+		t.Errorf("mismatched name: %d %s", w.Code, w.Body.String())
+	}
+	for _, tc := range []struct{ method, path, body string }{
+		{"PUT", "/v1/alerts/a", `{"name":"a","path":"/bin/true","kinds":["service"]}`},
+		{"DELETE", "/v1/alerts/a", ""},
+		{"POST", "/v1/alerts/test", `{"name":"a"}`},
+		{"POST", "/v1/alerts/test", ""},
+		{"GET", "/v1/alerts", ""},
+	} {
+		if w := do(s.Local(), tc.method, tc.path, strings.NewReader(tc.body)); w.Code != 200 {
+			t.Errorf("%s %s: %d %s", tc.method, tc.path, w.Code, w.Body.String())
+		}
+	}
+	if got := strings.Join(fb.called(), ","); got != "SetAlert a,RemoveAlert a,TestAlert a,TestAlert " {
+		t.Errorf("calls %q", got)
+	}
 }

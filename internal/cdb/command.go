@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/director"
 	"github.com/vigil-cluster/vigil/internal/spec"
 	"maps"
@@ -38,6 +39,9 @@ const (
 	OpFenceRemove    Op = "fence-remove"
 	OpFenced         Op = "fenced"
 	OpDLMView        Op = "dlm-view"
+	OpEvents         Op = "events"
+	OpAlertSet       Op = "alert-set"
+	OpAlertRemove    Op = "alert-remove"
 )
 
 // Command is one entry of the Raft log. At is the proposer's clock, so that
@@ -63,6 +67,11 @@ type Command struct {
 	Decide   *DecideArgs     `json:"decide,omitempty"`
 	Fence    *FenceDevice    `json:"fence,omitempty"`
 	DLMView  *DLMView        `json:"dlm_view,omitempty"`
+	// Events are recorded in the event log (OpEvents).
+	Events []client.Event `json:"events,omitempty"`
+	// Steps are the methods behind a Report, for the event log.
+	Steps []client.Step `json:"steps,omitempty"`
+	Alert *client.Alert `json:"alert,omitempty"`
 }
 
 // InitArgs create the cluster's first state.
@@ -262,6 +271,33 @@ func (s *State) apply(c *Command) (any, error) {
 			s.Settings[k] = v
 		}
 		s.Cluster.Attributes = r.Cluster.Attributes
+		return nil, nil
+
+	case OpEvents:
+		return nil, checkEvents(c.Events)
+
+	case OpAlertSet:
+		if c.Alert == nil {
+			return nil, refuse(ErrInvalid, "alert-set without an alert")
+		}
+		if err := CheckAlert(c.Alert); err != nil {
+			return nil, err
+		}
+		if _, ok := s.Alerts[c.Alert.Name]; !ok && len(s.Alerts) >= MaxAlerts {
+			return nil, refuse(ErrRefused, "too many alerts: at most %d; remove one first with `vigil alert remove`", MaxAlerts)
+		}
+		if s.Alerts == nil {
+			s.Alerts = map[string]*client.Alert{}
+		}
+		al := *c.Alert
+		s.Alerts[al.Name] = &al
+		return nil, nil
+
+	case OpAlertRemove:
+		if _, ok := s.Alerts[c.Member]; !ok {
+			return nil, refuse(ErrNotFound, "alert %s does not exist (see `vigil alert list`)", c.Member)
+		}
+		delete(s.Alerts, c.Member)
 		return nil, nil
 
 	case OpTokensPrune:

@@ -8,6 +8,7 @@ package cdb
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/config"
 	"sort"
 	"strings"
@@ -38,6 +39,9 @@ type State struct {
 
 	// DLMView is the lock manager's view, written by the director.
 	DLMView *DLMView `json:"dlm_view,omitempty"`
+
+	// Alerts are the alert agents, by name.
+	Alerts map[string]*client.Alert `json:"alerts,omitempty"`
 }
 
 // Cluster holds the cluster-wide identity and attributes.
@@ -210,6 +214,7 @@ var knownSettings = map[string]func(string) error{
 		}
 		return nil
 	},
+	"event-log-size": validEventLogSize,
 	"no-quorum-policy": func(v string) error {
 		if v != "stop" && v != "freeze" {
 			return fmt.Errorf("must be stop or freeze")

@@ -255,7 +255,7 @@ func TestApplySettings(t *testing.T) {
 		kv   map[string]string
 		msg  []string
 	}{
-		{"unknown key", map[string]string{"colour": "red"}, []string{`setting "colour" is not known`, "description, no-quorum-policy, token-ttl", "user."}},
+		{"unknown key", map[string]string{"colour": "red"}, []string{`setting "colour" is not known`, "description, event-log-size, no-quorum-policy, token-ttl", "user."}},
 		{"ttl not a duration", map[string]string{"token-ttl": "soon"}, []string{"token-ttl", "30m or 2h"}},
 		{"ttl too short", map[string]string{"token-ttl": "59s"}, []string{"token-ttl", "1m to 168h"}},
 		{"ttl too long", map[string]string{"token-ttl": "169h"}, []string{"token-ttl", "1m to 168h"}},

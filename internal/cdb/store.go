@@ -18,6 +18,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/config"
 )
 
@@ -50,6 +51,19 @@ type fsm struct {
 	gen uint64 // guarded by mu
 	// notify is called after every apply, outside mu.
 	notify func()
+	// log is the event log, which Apply writes after mu is released.
+	log *eventLog
+}
+
+func newFSM(notify func()) *fsm {
+	return &fsm{state: NewState(), notify: notify, log: newEventLog()}
+}
+
+// snapshotDoc is a snapshot: the state and the event log.
+type snapshotDoc struct {
+	*State
+	EventLog    []client.Event `json:"event_log,omitempty"`
+	EventLogSeq uint64         `json:"event_log_seq,omitempty"`
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
@@ -58,13 +72,19 @@ func (f *fsm) Apply(l *raft.Log) any {
 		return refuse(ErrRefused, "log entry %d does not decode: %v", l.Index, err)
 	}
 	f.mu.Lock()
+	before := f.state.before(&c)
 	res, err := f.state.apply(&c)
+	evs := eventsOf(&c, before, f.state, err)
+	size := f.state.EventLogSize()
 	f.state.Index = l.Index
 	f.cache, f.appliedCache = nil, nil
 	f.gen++
 	if f.preview != nil && l.Index >= f.preview.Index {
 		f.preview = nil
 	}
+	// The log is written under mu too, so that a snapshot holds the state
+	// and the log of the same index.
+	f.log.add(size, evs)
 	f.mu.Unlock()
 	if f.notify != nil {
 		f.notify()
@@ -77,7 +97,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
-	b, err := json.Marshal(f.state)
+	seq, evs := f.log.snapshot()
+	b, err := json.Marshal(snapshotDoc{State: f.state, EventLog: evs, EventLogSeq: seq})
 	f.mu.RUnlock()
 	if err != nil {
 		return nil, err
@@ -88,12 +109,14 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	s := NewState()
-	if err := json.NewDecoder(rc).Decode(s); err != nil {
+	doc := snapshotDoc{State: s}
+	if err := json.NewDecoder(rc).Decode(&doc); err != nil {
 		return fmt.Errorf("snapshot does not decode: %w", err)
 	}
 	s.fill()
 	f.mu.Lock()
 	f.state = s
+	f.log.restore(doc.EventLogSeq, doc.EventLog)
 	f.cache, f.appliedCache = nil, nil
 	f.gen++
 	if f.preview != nil && s.Index >= f.preview.Index {
@@ -172,7 +195,7 @@ func Open(opts Options) (*Store, error) {
 	cfg.TrailingLogs = 2048
 	cfg.SnapshotInterval = 30 * time.Second
 	cfg.Logger = hl
-	f := &fsm{state: NewState(), notify: opts.OnChange}
+	f := newFSM(opts.OnChange)
 	f.preview = buildPreview(snaps, bolt, hl)
 	r, err := raft.NewRaft(cfg, f, bolt, bolt, snaps, trans)
 	if err != nil {
@@ -467,5 +490,5 @@ func Recover(dir, localID string, voters []string, log *slog.Logger) error {
 	cfg.LocalID = raft.ServerID(localID)
 	cfg.Logger = hl
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(localID))
-	return raft.RecoverCluster(cfg, &fsm{state: NewState()}, bolt, bolt, snaps, trans, conf)
+	return raft.RecoverCluster(cfg, newFSM(nil), bolt, bolt, snaps, trans, conf)
 }

@@ -22,7 +22,7 @@ func logOf(index uint64, c *Command) *raft.Log {
 
 func TestFSMApply(t *testing.T) {
 	var notified atomic.Int32
-	f := &fsm{state: NewState(), notify: func() { notified.Add(1) }}
+	f := &fsm{log: newEventLog(), state: NewState(), notify: func() { notified.Add(1) }}
 	if res := f.Apply(logOf(1, initCmd())); res != nil {
 		t.Fatalf("init: %v", res)
 	}
@@ -53,7 +53,7 @@ func TestFSMApply(t *testing.T) {
 func TestFSMPreviewUntilCaughtUp(t *testing.T) {
 	preview := NewState()
 	preview.Cluster.Name, preview.Index = "from-preview", 2
-	f := &fsm{state: NewState(), preview: preview}
+	f := &fsm{log: newEventLog(), state: NewState(), preview: preview}
 	if f.current() != preview {
 		t.Fatalf("reads do not see the preview")
 	}
@@ -67,7 +67,7 @@ func TestFSMPreviewUntilCaughtUp(t *testing.T) {
 	}
 
 	// A restored snapshot at or past the preview's index drops it too.
-	f = &fsm{state: NewState(), preview: preview}
+	f = &fsm{log: newEventLog(), state: NewState(), preview: preview}
 	snap := NewState()
 	snap.Index = 1
 	if err := f.Restore(io.NopCloser(strings.NewReader(dumpOf(t, snap)))); err != nil {
@@ -103,7 +103,7 @@ func (s *memSink) Close() error  { s.closed = true; return nil }
 func (s *memSink) Cancel() error { s.cancelled = true; return nil }
 
 func TestFSMSnapshotRestore(t *testing.T) {
-	f := &fsm{state: NewState()}
+	f := &fsm{log: newEventLog(), state: NewState()}
 	for i, c := range []*Command{initCmd(), tokenCmd("t2", "s", "m2", t0.Add(time.Hour)), joinCmd(t0, "t2", "s", "m2", 0),
 		tokenCmd("t3", "s", "m3", t0.Add(time.Hour)), settingsCmd(map[string]string{"user.a": "1"})} {
 		f.Apply(logOf(uint64(i+1), c))
@@ -124,7 +124,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 		t.Fatalf("sink closed=%v cancelled=%v, want closed only", sink.closed, sink.cancelled)
 	}
 	var notified atomic.Int32
-	g := &fsm{state: NewState(), notify: func() { notified.Add(1) }}
+	g := &fsm{log: newEventLog(), state: NewState(), notify: func() { notified.Add(1) }}
 	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
@@ -392,8 +392,8 @@ func FuzzApplyCommand(f *testing.F) {
 			}
 			base.Index = uint64(i + 1)
 		}
-		f1 := &fsm{state: base.Clone()}
-		f2 := &fsm{state: base.Clone()}
+		f1 := &fsm{log: newEventLog(), state: base.Clone()}
+		f2 := &fsm{log: newEventLog(), state: base.Clone()}
 		r1 := f1.Apply(&raft.Log{Index: 4, Type: raft.LogCommand, Data: data})
 		r2 := f2.Apply(&raft.Log{Index: 4, Type: raft.LogCommand, Data: data})
 		if err, ok := r1.(error); ok {
@@ -423,7 +423,7 @@ func FuzzApplyCommand(f *testing.F) {
 		if err := snap.Persist(&sink); err != nil {
 			t.Fatal(err)
 		}
-		g := &fsm{state: NewState()}
+		g := &fsm{log: newEventLog(), state: NewState()}
 		if err := g.Restore(io.NopCloser(&sink.Buffer)); err != nil {
 			t.Fatalf("the snapshot does not restore: %v", err)
 		}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/agents"
 	"github.com/vigil-cluster/vigil/internal/cdb"
 	"github.com/vigil-cluster/vigil/internal/director"
@@ -19,8 +21,9 @@ type Options struct {
 	Member string
 	Env    agents.Env
 	Log    *slog.Logger
-	// Report sends a report to the director (through the cluster database).
-	Report func(ctx context.Context, e director.Event) error
+	// Report sends a report to the director (through the cluster database),
+	// with the methods behind it for the event log.
+	Report func(ctx context.Context, e director.Event, steps []client.Step) error
 	// Lease says whether this member may run services and whether it must
 	// abort them now.
 	Lease func() (valid, mustAbort bool)
@@ -204,6 +207,7 @@ func (w *worker) loop() {
 		key        string
 		reported   = map[string]uint64{} // kind -> epoch already reported
 		pending    *director.Event
+		steps      []client.Step
 		monitorDue time.Time
 	)
 	retry := time.NewTicker(200 * time.Millisecond)
@@ -235,14 +239,17 @@ func (w *worker) loop() {
 			e.Severity = severity(f.Severity)
 			e.Detail = detail(f)
 		}
-		pending = &e
+		pending, steps = &e, nil
+		if rep != nil {
+			steps = stepsOf(rep)
+		}
 	}
 	flush := func() {
 		if pending == nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(w.m.ctx, 5*time.Second)
-		err := w.m.opts.Report(ctx, *pending)
+		err := w.m.opts.Report(ctx, *pending, steps)
 		cancel()
 		if err == nil {
 			log.Info("lrm: reported", "kind", pending.Kind, "epoch", pending.Epoch, "detail", pending.Detail)
@@ -326,7 +333,7 @@ func (w *worker) loop() {
 				rep = &r
 			}
 			if rep.OK() {
-				report(director.StopSucceeded, cur.epoch, nil)
+				report(director.StopSucceeded, cur.epoch, rep)
 			} else {
 				report(director.StopFailed, cur.epoch, rep)
 			}
@@ -354,7 +361,7 @@ func (w *worker) loop() {
 			if rep.OK() {
 				w.set(true, cur.epoch)
 				monitorDue = time.Now().Add(cur.spec.MonitorInterval.D())
-				report(director.StartSucceeded, cur.epoch, nil)
+				report(director.StartSucceeded, cur.epoch, &rep)
 			} else {
 				report(director.StartFailed, cur.epoch, &rep)
 			}
@@ -418,6 +425,25 @@ func detail(r *agents.Result) string {
 		d = d[:512]
 	}
 	return d
+}
+
+// stepsOf lists the methods a report ran, for the event log: the last
+// MaxSteps of them, each with at most the last 5 lines of output.
+func stepsOf(r *Report) []client.Step {
+	res := r.Results
+	if len(res) > cdb.MaxSteps {
+		res = res[len(res)-cdb.MaxSteps:]
+	}
+	out := make([]client.Step, 0, len(res))
+	for _, x := range res {
+		o := x.Output
+		if len(o) > 5 {
+			o = o[len(o)-5:]
+		}
+		out = append(out, client.Step{Resource: x.Resource, Method: x.Method, RC: x.RC, DurationMS: x.Duration.Milliseconds(),
+			Output: slices.Clone(o), Error: x.Err})
+	}
+	return out
 }
 
 // logReport logs every method run (start and stop halves at info, monitors

@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-cluster/vigil/client"
+)
+
+// contribAlert is the absolute path of a sample alert agent of the repo.
+func contribAlert(t *testing.T, name string) string {
+	_, file, _, _ := runtime.Caller(0)
+	p, err := filepath.Abs(filepath.Join(filepath.Dir(file), "..", "..", "contrib", "alerts", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// findEvent returns the first event for which match holds.
+func findEvent(evs []client.Event, match func(*client.Event) bool) *client.Event {
+	for i := range evs {
+		if match(&evs[i]) {
+			return &evs[i]
+		}
+	}
+	return nil
+}
+
+// TestEventsAndAlerts follows a failover through the event log and the
+// sample file alert: the crash of the owner shows as a member event, the
+// service's transitions with their epochs, the methods the new owner ran,
+// and the alert gets each event in its environment. A failing alert is an
+// event, and `vigil alert test` shows each alert's outcome.
+func TestEventsAndAlerts(t *testing.T) {
+	c := startCluster(t, 3)
+	dir := t.TempDir()
+	alertLog := filepath.Join(dir, "alerts.log")
+	c.mustCLI(0, "alert", "add", "file", "--path", contribAlert(t, "alert-file.sh"), "--recipient", alertLog,
+		"--kind", "member", "--kind", "service", "--kind", "method", "--kind", "alert")
+	broken := filepath.Join(dir, "broken.sh")
+	os.WriteFile(broken, []byte("#!/bin/sh\necho cannot reach the pager >&2\nexit 3\n"), 0o755)
+	c.mustCLI(0, "alert", "add", "broken", "--path", broken, "--kind", "service", "--timeout", "5s")
+	if r := c.cli(0, "alert", "add", "bad", "--path", "relative.sh"); r.code != 2 || !strings.Contains(r.out, "absolute path") {
+		t.Errorf("relative path: exit %d: %s", r.code, r.out)
+	}
+	t.Log(c.mustCLI(1, "alert", "list"))
+
+	log := filepath.Join(dir, "rec.log")
+	if out, err := c.Apply(t.Context(), 0, recorder(log, "m1, m2, m3")); err != nil {
+		t.Fatalf("apply: %v: %s", err, out)
+	}
+	s, _ := c.waitOnline(1, "rec", "", 30*time.Second)
+	owner := c.index(s.Owner)
+	watcher := (owner + 1) % 3
+	time.Sleep(time.Second)
+	c.Crash(owner)
+	s2, took := c.waitOnline(watcher, "rec", s.Owner, 30*time.Second)
+	t.Logf("rec moved from %s to %s %s after the crash", s.Owner, s2.Owner, took)
+
+	var evs []client.Event
+	c.eventually(20*time.Second, "the failover in the event log", func() (bool, string) {
+		evs = decodeJSONLines(t, c.mustCLI(watcher, "events", "--json"))
+		down := findEvent(evs, func(e *client.Event) bool {
+			return e.Kind == client.EventMember && e.Member == s.Owner && strings.Contains(e.Message, "is DOWN")
+		})
+		online := findEvent(evs, func(e *client.Event) bool {
+			return e.Kind == client.EventService && e.Service == "rec" && e.Member == s2.Owner && strings.Contains(e.Message, "ONLINE on "+s2.Owner)
+		})
+		started := findEvent(evs, func(e *client.Event) bool {
+			return e.Kind == client.EventMethod && e.Member == s2.Owner && strings.Contains(e.Message, "start succeeded") && len(e.Steps) > 0
+		})
+		return down != nil && online != nil && started != nil, "down/online/started missing"
+	})
+	text := c.mustCLI(watcher, "events", "--steps")
+	t.Logf("vigil events --steps:\n%s", text)
+	for _, want := range []string{"is the director", "applied service definitions: rec", "set alert file", "(by root@socket)", "STARTING on " + s2.Owner} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the event log lacks %q", want)
+		}
+	}
+	for i := 1; i < len(evs); i++ {
+		if evs[i].Seq <= evs[i-1].Seq {
+			t.Fatalf("events out of order: %d after %d", evs[i].Seq, evs[i-1].Seq)
+		}
+	}
+	// Filters.
+	for _, e := range decodeJSONLines(t, c.mustCLI(watcher, "events", "--json", "--service", "rec", "--kind", "service")) {
+		if e.Service != "rec" || e.Kind != client.EventService {
+			t.Errorf("filter let through %+v", e)
+		}
+	}
+	if r := c.cli(watcher, "events", "--kind", "nope"); r.code != 2 || !strings.Contains(r.out, "not an event kind") {
+		t.Errorf("--kind nope: exit %d: %s", r.code, r.out)
+	}
+
+	// The file alert got the failover, with the event in its environment.
+	c.eventually(20*time.Second, "the alert log has the failover", func() (bool, string) {
+		b, _ := os.ReadFile(alertLog)
+		return strings.Contains(string(b), "kind=service") && strings.Contains(string(b), "service=rec") &&
+			strings.Contains(string(b), "member="+s.Owner) && strings.Contains(string(b), "kind=member"), string(b)
+	})
+	// The broken alert's failures are events, with its exit code and output.
+	c.eventually(20*time.Second, "the broken alert's failure is an event", func() (bool, string) {
+		evs := decodeJSONLines(t, c.mustCLI(watcher, "events", "--json", "--kind", "alert"))
+		e := findEvent(evs, func(e *client.Event) bool { return e.Alert == "broken" && e.RC != nil && *e.RC == 3 })
+		return e != nil && strings.Contains(e.Message, "exit 3") && strings.Contains(e.Message, "cannot reach the pager"), ""
+	})
+	// ... which the file alert hears of (it asked for alert events).
+	c.eventually(20*time.Second, "the file alert hears of the broken one", func() (bool, string) {
+		b, _ := os.ReadFile(alertLog)
+		return strings.Contains(string(b), "kind=alert") && strings.Contains(string(b), "alert broken failed"), string(b)
+	})
+
+	// vigil alert test: one outcome per alert; the broken one fails.
+	r := c.cli(watcher, "alert", "test", "file")
+	t.Logf("vigil alert test file: exit %d\n%s", r.code, r.out)
+	if r.code != 0 || !strings.Contains(r.out, "alert file ran for test event") {
+		t.Errorf("alert test file: exit %d: %s %s", r.code, r.out, "")
+	}
+	r = c.cli(watcher, "alert", "test")
+	if r.code != 1 || !strings.Contains(r.out, "alert broken failed") || !strings.Contains(r.out, "alert file ran") {
+		t.Errorf("alert test (all): exit %d: %s %s", r.code, r.out, "")
+	}
+	if b, _ := os.ReadFile(alertLog); !strings.Contains(string(b), "test=true") {
+		t.Errorf("the test event did not reach the file alert: %s", b)
+	}
+	if r := c.cli(watcher, "alert", "test", "nope"); r.code != 1 || !strings.Contains(r.out, "does not exist") {
+		t.Errorf("alert test nope: exit %d: %s", r.code, r.out)
+	}
+
+	// Following: an operator command shows up while following.
+	cl := c.Client(watcher)
+	defer cl.Close()
+	last := evs[len(evs)-1].Seq
+	done := make(chan []client.Event, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		evs, _ := cl.Events(ctx, client.EventFilter{After: last, Kind: client.EventOperator, Wait: 15 * time.Second})
+		done <- evs
+	}()
+	time.Sleep(300 * time.Millisecond)
+	c.mustCLI(watcher, "maintenance", "on")
+	c.mustCLI(watcher, "maintenance", "off")
+	select {
+	case got := <-done:
+		if len(got) == 0 || !strings.Contains(got[0].Message, "maintenance on") {
+			t.Errorf("the long poll got %+v", got)
+		}
+	case <-time.After(25 * time.Second):
+		t.Error("the long poll did not return")
+	}
+	c.mustCLI(watcher, "alert", "remove", "broken")
+}
+
+func decodeJSONLines(t *testing.T, s string) []client.Event {
+	t.Helper()
+	var out []client.Event
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		if line == "" {
+			continue
+		}
+		out = append(out, decodeJSON[client.Event](t, line))
+	}
+	return out
+}
