@@ -59,6 +59,8 @@ type Event struct {
 	Steps []Step `json:"steps,omitempty"`
 	// Alert names the alert agent an alert event is about.
 	Alert string `json:"alert,omitempty"`
+	// State is a service event's new state (ONLINE, STARTING, ...).
+	State string `json:"state,omitempty"`
 	// Test marks the event of `vigil alert test`: it goes to the alert
 	// named by Alert (to every alert when Alert is empty), whatever kinds
 	// the alert selects, and its outcome is recorded either way.

@@ -102,6 +102,8 @@ type Agent struct {
 
 	// evq holds events waiting to be written to the event log (events.go).
 	evq *eventQueue
+	// metrics are the Prometheus metrics (metrics.go).
+	metrics *metrics
 }
 
 // New loads the data dir. logOut receives the logs.
@@ -126,10 +128,12 @@ func New(dir string, level *slog.LevelVar, log *slog.Logger) (*Agent, error) {
 		l, _ := config.ParseLevel(cfg.LogLevel)
 		level.Set(l)
 	}
-	return &Agent{dir: dir, cfg: cfg, prof: config.Profiles[cfg.Profile], id: id, key: key, adminToken: admin,
+	a := &Agent{dir: dir, cfg: cfg, prof: config.Profiles[cfg.Profile], id: id, key: key, adminToken: admin,
 		log: log.With("member", cfg.Name), baseLog: log, level: level, started: time.Now(), kick: make(chan struct{}, 1),
 		removed: make(chan struct{}), agentState: client.AgentInitializing,
-		decideKick: make(chan struct{}, 1), dlmKick: make(chan struct{}, 1), dlmDeadlockWait: time.Second, lrmReady: make(chan struct{}), lrmKick: make(chan struct{}, 1), evq: newEventQueue(), holder: lease.NewHolder(leaseConfig(config.Profiles[cfg.Profile]))}, nil
+		decideKick: make(chan struct{}, 1), dlmKick: make(chan struct{}, 1), dlmDeadlockWait: time.Second, lrmReady: make(chan struct{}), lrmKick: make(chan struct{}, 1), evq: newEventQueue(), metrics: newMetrics(), holder: lease.NewHolder(leaseConfig(config.Profiles[cfg.Profile]))}
+	a.metrics.reg.MustRegister(stateCollector{a})
+	return a, nil
 }
 
 func (a *Agent) rpcAddr() string { return config.RPCAddress(a.cfg.Links[0]) }
@@ -188,7 +192,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		Dir: a.dir, LocalID: a.cfg.Name, Stream: a.mux.RaftLayer(),
 		HeartbeatTimeout: a.prof.HeartbeatTimeout, ElectionTimeout: a.prof.ElectionTimeout,
 		LeaderLeaseTimeout: a.prof.LeaderLeaseTimeout, CommitTimeout: a.prof.CommitTimeout,
-		Logger: a.log, RaftLogLevel: hcLevel(a.level.Level()), OnChange: a.poke,
+		Logger: a.log, RaftLogLevel: hcLevel(a.level.Level()), OnChange: a.poke, OnApply: a.metrics.applied,
 	})
 	if err != nil {
 		return err
@@ -227,6 +231,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	go a.dlmDeadlockLoop(ctx)
 	go a.eventLoop(ctx)
 	go a.alertLoop(ctx)
+	go a.countEvents(ctx)
 	lrmCtx, stopLRM := context.WithCancel(context.Background())
 	defer stopLRM()
 	go a.lrmLoop(lrmCtx)
@@ -244,6 +249,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 func (a *Agent) serveAPI() error {
 	srv := api.New(a, a.log)
+	srv.Handle("GET /metrics", a.MetricsHandler())
 	ln, err := net.Listen("tcp", a.cfg.API)
 	if err != nil {
 		return fmt.Errorf("API address %s: %w", a.cfg.API, err)

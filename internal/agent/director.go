@@ -210,7 +210,9 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		asked := a.mono()
-		if ok, index := a.renewOnce(ctx); ok {
+		ok, index := a.renewOnce(ctx)
+		a.metrics.renewed(ok)
+		if ok {
 			a.holderMu.Lock()
 			a.holder.Granted(asked)
 			if index > a.grantIndex {

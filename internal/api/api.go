@@ -190,6 +190,10 @@ func New(b Backend, log *slog.Logger) *Server {
 	return s
 }
 
+// Handle mounts another handler (the metrics, the dashboard) behind the same
+// authentication as the API's routes.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 type ctxKey struct{}
 
 // Who names the caller of a request, for the audit trail.

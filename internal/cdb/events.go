@@ -334,7 +334,8 @@ func decideEvents(c *Command, b *commandBefore, s *State) []client.Event {
 		if n.Reason != "" {
 			msg += ": " + n.Reason
 		}
-		out = append(out, client.Event{At: c.At, Kind: client.EventService, Member: n.Owner, Service: u.Service, Epoch: n.Epoch, Message: msg})
+		out = append(out, client.Event{At: c.At, Kind: client.EventService, Member: n.Owner, Service: u.Service, Epoch: n.Epoch,
+			State: string(n.State), Message: msg})
 	}
 	for _, d := range c.Decide.Done {
 		if d.Kind == director.RelocateRefused {

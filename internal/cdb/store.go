@@ -153,6 +153,9 @@ type Options struct {
 	RaftLogLevel       hclog.Level
 	// OnChange is called after every applied command or restored snapshot.
 	OnChange func()
+	// OnApply, if set, is told how long each Apply of this member (the
+	// director) took and how it ended.
+	OnApply func(op string, d time.Duration, err error)
 }
 
 // Store is a member's replica of the cluster database and its Raft node.
@@ -164,6 +167,7 @@ type Store struct {
 	log     *slog.Logger
 	hclog   hclog.Logger
 	localID raft.ServerID
+	onApply func(op string, d time.Duration, err error)
 }
 
 // Open opens (or creates) the Raft state in opts.Dir/raft.
@@ -203,7 +207,7 @@ func Open(opts Options) (*Store, error) {
 		bolt.Close()
 		return nil, err
 	}
-	return &Store{raft: r, fsm: f, trans: trans, logs: bolt, log: opts.Logger, hclog: hl, localID: cfg.LocalID}, nil
+	return &Store{raft: r, fsm: f, trans: trans, logs: bolt, log: opts.Logger, hclog: hl, localID: cfg.LocalID, onApply: opts.OnApply}, nil
 }
 
 // HasState reports whether this member's Raft has ever had a configuration.
@@ -351,6 +355,15 @@ func (s *Store) Stats() map[string]string { return s.raft.Stats() }
 // Apply commits a command; only the leader may call it. It returns the
 // command's result or its refusal.
 func (s *Store) Apply(ctx context.Context, c *Command) (any, uint64, error) {
+	t0 := time.Now()
+	res, idx, err := s.apply(ctx, c)
+	if s.onApply != nil {
+		s.onApply(string(c.Op), time.Since(t0), err)
+	}
+	return res, idx, err
+}
+
+func (s *Store) apply(ctx context.Context, c *Command) (any, uint64, error) {
 	if !s.IsLeader() {
 		return nil, 0, ErrNotLeader
 	}

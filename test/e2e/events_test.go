@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vigil-cluster/vigil/client"
+	"github.com/vigil-cluster/vigil/internal/agent"
 )
 
 // contribAlert is the absolute path of a sample alert agent of the repo.
@@ -99,6 +103,27 @@ func TestEventsAndAlerts(t *testing.T) {
 		t.Errorf("--kind nope: exit %d: %s", r.code, r.out)
 	}
 
+	// The metrics count the move and show the state.
+	c.eventually(10*time.Second, "the metrics show the move", func() (bool, string) {
+		m := scrape(t, c.Members[watcher].Dir)
+		return strings.Contains(m, `vigil_service_moves_total{service="rec"} 1`), m
+	})
+	m := scrape(t, c.Members[watcher].Dir)
+	for _, want := range []string{"vigil_service_move_seconds_count 1", "vigil_quorum 1", `vigil_member_up{member="` + s.Owner + `",state="DOWN"} 0`,
+		`vigil_service_state{owner="` + s2.Owner + `",service="rec",state="ONLINE"} 1`, `vigil_method_seconds_count{method="exec",result="ok"}`,
+		"vigil_lease_renewals_total", `vigil_events_total{kind="service"}`, "vigil_director_changes_total 2", "vigil_dlm_sessions",
+		"go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("the metrics lack %q", want)
+		}
+	}
+	if st, err := c.status(watcher); err == nil && st.Director != "" {
+		if m := scrape(t, c.Members[c.index(st.Director)].Dir); !strings.Contains(m, `vigil_cdb_apply_seconds_bucket{op="decide"`) ||
+			!strings.Contains(m, "vigil_is_director 1") {
+			t.Errorf("the director's metrics lack the apply latency or vigil_is_director 1")
+		}
+	}
+
 	// The file alert got the failover, with the event in its environment.
 	c.eventually(20*time.Second, "the alert log has the failover", func() (bool, string) {
 		b, _ := os.ReadFile(alertLog)
@@ -157,6 +182,25 @@ func TestEventsAndAlerts(t *testing.T) {
 		t.Error("the long poll did not return")
 	}
 	c.mustCLI(watcher, "alert", "remove", "broken")
+}
+
+// scrape reads /metrics from the agent's Unix socket.
+func scrape(t *testing.T, dir string) string {
+	t.Helper()
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", filepath.Join(dir, agent.SocketFile))
+	}}}
+	resp, err := hc.Get("http://vigil/metrics")
+	if err != nil {
+		t.Fatalf("scraping /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %s: %s", resp.Status, b)
+	}
+	return string(b)
 }
 
 func decodeJSONLines(t *testing.T, s string) []client.Event {

@@ -207,6 +207,9 @@ type Stats struct {
 	EventsRouted  uint64 // events delivered to sessions
 	ViewsApplied  uint64
 	LostSessions  uint64 // sessions whose locks were lost (Lose)
+	Enqueues      uint64 // requests and conversions of this member's sessions
+	Unlocks       uint64
+	Cancels       uint64
 	LastViewError string
 }
 
@@ -691,6 +694,7 @@ func (ss *Session) Enqueue(r cluster.Request) (cluster.LockID, error) {
 		}
 	}
 	r.Owner = ss.owner
+	s.stats.Enqueues++
 	id, evs, err := s.node.Enqueue(s.now(), r)
 	if err != nil {
 		return cluster.LockID{}, err
@@ -711,6 +715,7 @@ func (ss *Session) Unlock(id cluster.LockID, flags dlm.Flags, v *dlm.Value) erro
 	if err := ss.mine("unlock", id); err != nil {
 		return err
 	}
+	s.stats.Unlocks++
 	evs, err := s.node.Unlock(s.now(), id, flags, v)
 	s.route(evs)
 	return err
@@ -728,6 +733,7 @@ func (ss *Session) Cancel(id cluster.LockID) error {
 	if err := ss.mine("cancel", id); err != nil {
 		return err
 	}
+	s.stats.Cancels++
 	evs, err := s.node.Cancel(s.now(), id)
 	s.route(evs)
 	return err
