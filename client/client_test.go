@@ -268,3 +268,5 @@ func (b *backend) RemoveAlert(context.Context, string, string) error { return ni
 func (b *backend) TestAlert(context.Context, string, string) (*client.Event, error) {
 	return &client.Event{Kind: client.EventAlert, Test: true, Message: "test"}, nil
 }
+
+func (b *backend) Links(context.Context) []client.LinkReport { return []client.LinkReport{} }

@@ -181,3 +181,36 @@ func (c *Client) TestAlert(ctx context.Context, name string) (*Event, error) {
 	err := c.do(ctx, "POST", "/v1/alerts/test", AlertTestRequest{Name: name}, &out)
 	return &out, err
 }
+
+// LinkStat is one member's measure of another member on one link, over its
+// latest probes (docs/OPERATIONS.md).
+type LinkStat struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	Link int    `json:"link"`
+	Addr string `json:"addr"`
+	// Up is memberlist's view: the peer is alive on the link.
+	Up   bool `json:"up"`
+	Sent int  `json:"sent"`
+	Lost int  `json:"lost"`
+	// RTTMicros is the median round trip of the answered probes, MaxMicros
+	// the largest, in microseconds.
+	RTTMicros int64     `json:"rtt_us"`
+	MaxMicros int64     `json:"max_us"`
+	LastAck   time.Time `json:"last_ack,omitzero"`
+}
+
+// LinkReport is what one member measures of every link to every other.
+type LinkReport struct {
+	Member string     `json:"member"`
+	Links  []LinkStat `json:"links"`
+	// Error says why the member did not answer.
+	Error string `json:"error,omitempty"`
+}
+
+// Links returns every member's link measures.
+func (c *Client) Links(ctx context.Context) ([]LinkReport, error) {
+	var out []LinkReport
+	err := c.do(ctx, "GET", "/v1/links", nil, &out)
+	return out, err
+}

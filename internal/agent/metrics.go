@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -158,12 +159,14 @@ var (
 	descDLM        = prometheus.NewDesc("vigil_dlm_counter", "Lock manager counters of this member (batches and messages between members, events routed to sessions, views applied, sessions lost).", []string{"counter"}, nil)
 	descDLMSess    = prometheus.NewDesc("vigil_dlm_sessions", "Open lock manager sessions on this member.", nil, nil)
 	descDLMReady   = prometheus.NewDesc("vigil_dlm_ready", "1 when this member's lock manager grants (in the view, recovered, quorum).", nil, nil)
+	descLinkRTT    = prometheus.NewDesc("vigil_link_rtt_seconds", "Median round trip of this member's latest probes of a member on a link.", []string{"member", "link"}, nil)
+	descLinkLoss   = prometheus.NewDesc("vigil_link_loss_ratio", "Share of this member's latest probes of a member on a link that were lost.", []string{"member", "link"}, nil)
 	descDLMOps     = prometheus.NewDesc("vigil_dlm_operations_total", "Lock manager requests of this member's clients, by operation.", []string{"op"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMemberUp, descLinkUp, descQuorum, descVotes, descDirector, descIsDirector,
-		descService, descEpoch, descFails, descLeaseValid, descCDBIndex, descDLM, descDLMSess, descDLMReady, descDLMOps} {
+		descService, descEpoch, descFails, descLeaseValid, descCDBIndex, descDLM, descDLMSess, descDLMReady, descDLMOps, descLinkRTT, descLinkLoss} {
 		ch <- d
 	}
 }
@@ -181,6 +184,16 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descMemberUp, prometheus.GaugeValue, b2f(mb.State == client.MemberUp), mb.Name, mb.State)
 		for _, l := range mb.Links {
 			ch <- prometheus.MustNewConstMetric(descLinkUp, prometheus.GaugeValue, b2f(l.Up), mb.Name, l.Addr)
+		}
+	}
+	for _, l := range a.ml.LinkStats() {
+		if l.Sent == 0 {
+			continue
+		}
+		link := strconv.Itoa(l.Link)
+		ch <- prometheus.MustNewConstMetric(descLinkLoss, prometheus.GaugeValue, float64(l.Lost)/float64(l.Sent), l.Peer, link)
+		if l.Sent > l.Lost {
+			ch <- prometheus.MustNewConstMetric(descLinkRTT, prometheus.GaugeValue, l.RTT.Seconds(), l.Peer, link)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descQuorum, prometheus.GaugeValue, b2f(st.Quorum))

@@ -62,6 +62,8 @@ type Backend interface {
 	// EventStream calls fn with the events f selects and then with each new
 	// batch (nil batches keep the stream alive), until ctx ends or fn fails.
 	EventStream(ctx context.Context, f client.EventFilter, fn func([]client.Event) error) error
+	// Links is every member's measure of its links to the others.
+	Links(ctx context.Context) []client.LinkReport
 	Alerts(ctx context.Context) []client.Alert
 	SetAlert(ctx context.Context, a client.Alert, by string) error
 	RemoveAlert(ctx context.Context, name, by string) error
@@ -161,6 +163,7 @@ func New(b Backend, log *slog.Logger) *Server {
 	})
 	s.mux.HandleFunc("GET /v1/events", s.events)
 	s.mux.HandleFunc("GET /v1/events/stream", s.eventStream)
+	s.mux.HandleFunc("GET /v1/links", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Links(r.Context())) })
 	s.mux.HandleFunc("GET /v1/alerts", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Alerts(r.Context())) })
 	s.mux.HandleFunc("PUT /v1/alerts/{name}", func(w http.ResponseWriter, r *http.Request) {
 		var al client.Alert

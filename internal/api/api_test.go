@@ -588,3 +588,7 @@ func TestAlertRoutes(t *testing.T) {
 		t.Errorf("calls %q", got)
 	}
 }
+
+func (f *fakeBackend) Links(context.Context) []client.LinkReport {
+	return []client.LinkReport{{Member: "m1", Links: []client.LinkStat{{From: "m1", To: "m2", Up: true, Sent: 30, RTTMicros: 120}}}}
+}

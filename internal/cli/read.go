@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -40,11 +41,29 @@ func membersCmd(g *globals) *cobra.Command {
 }
 
 func statusCmd(g *globals) *cobra.Command {
+	var (
+		watch    bool
+		interval time.Duration
+	)
 	cmd := &cobra.Command{
-		Use:   "status [--json]",
-		Short: "show the cluster summary (quorum, director) and the members",
-		Args:  noArgs,
+		Use:   "status [--json] [--watch [--interval D]]",
+		Short: "show the cluster summary (quorum, director) and the members (--watch: a live view)",
+		Long: `Show the cluster summary (quorum, director) and the members.
+
+With --watch, a live view refreshed in place (as crm_mon does): the summary,
+the members, the services and the latest events, until Ctrl-C. It keeps
+going while the agent it asks is away, and says so.`,
+		Args: noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
+			if watch {
+				if g.json {
+					return usagef("--watch and --json do not go together: use `vigil events --follow --json` for a stream")
+				}
+				if interval < 100*time.Millisecond {
+					return usagef("--interval %s is too short: use 100ms or more", interval)
+				}
+				return g.watchStatus(c.Context(), interval)
+			}
 			st, err := g.status(c)
 			if err != nil {
 				return err
@@ -58,7 +77,62 @@ func statusCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print JSON")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "refresh in place until Ctrl-C")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "how often --watch refreshes")
 	return cmd
+}
+
+// watchStatus redraws the status, services and latest events every interval
+// until ctx ends.
+func (g *globals) watchStatus(ctx context.Context, interval time.Duration) error {
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		var b strings.Builder
+		b.WriteString("\x1b[H\x1b[2J") // home, clear
+		cctx, cancel := context.WithTimeout(ctx, max(interval, 2*time.Second))
+		renderWatch(cctx, &b, cl, time.Now())
+		cancel()
+		io.WriteString(g.out, b.String())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// renderWatch writes one frame of `vigil status --watch`.
+func renderWatch(ctx context.Context, w io.Writer, cl *client.Client, now time.Time) {
+	fmt.Fprintf(w, "vigil status --watch  %s  (Ctrl-C to stop)\n\n", now.Format("2006-01-02 15:04:05"))
+	st, err := cl.Status(ctx)
+	if err != nil {
+		fmt.Fprintf(w, "cannot reach the agent at %s: %v\nretrying...\n", cl.Where, err)
+		return
+	}
+	if st.Stale {
+		fmt.Fprintf(w, "WARNING: %s\n\n", st.StaleReason)
+	}
+	printStatus(w, st, now)
+	if ss, err := cl.Services(ctx); err == nil {
+		fmt.Fprintln(w)
+		if len(ss) == 0 {
+			fmt.Fprintln(w, "no services (see `vigil apply -f FILE`)")
+		} else {
+			printServices(w, ss)
+		}
+	}
+	if evs, err := cl.Events(ctx, client.EventFilter{Limit: 8}); err == nil && len(evs) > 0 {
+		fmt.Fprintln(w, "\nlatest events:")
+		for i := range evs {
+			fmt.Fprintln(w, "  "+EventLine(&evs[i]))
+		}
+	}
 }
 
 func (g *globals) status(c *cobra.Command) (*client.Status, error) {

@@ -94,6 +94,8 @@ type Membership struct {
 	mu    sync.Mutex
 	meta  []byte           // guarded by mu
 	peers map[string]*Peer // guarded by mu
+
+	probe *prober // the link statistics (probe.go)
 }
 
 // Start binds every link and starts gossip.
@@ -110,6 +112,7 @@ func Start(opts Options) (*Membership, error) {
 		}
 		m.lists = append(m.lists, ml)
 	}
+	m.startProber(max(opts.Profile.ProbeInterval, 500*time.Millisecond))
 	return m, nil
 }
 
@@ -226,6 +229,7 @@ func (m *Membership) Leave(timeout time.Duration) {
 
 // Shutdown stops gossip without announcing it.
 func (m *Membership) Shutdown() {
+	m.stopProber()
 	for _, ml := range m.lists {
 		ml.Shutdown()
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/cdb"
 	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
 	"github.com/vigil-cluster/vigil/internal/pki"
@@ -98,6 +99,14 @@ type Node interface {
 	DLMEdges(context.Context, *Empty) (*DLMEdgesResponse, error)
 	DLMAbort(context.Context, *DLMAbortRequest) (*Empty, error)
 	DLMLocks(context.Context, *Empty) (*cluster.Table, error)
+
+	// Links is the member's measure of its links to the others.
+	Links(context.Context, *Empty) (*LinksResponse, error)
+}
+
+// LinksResponse carries a member's link measures.
+type LinksResponse struct {
+	Links []client.LinkStat `json:"links"`
 }
 
 // DLMEdgesResponse carries the wait-for edges of a member's masters.
@@ -145,6 +154,7 @@ var serviceDesc = grpc.ServiceDesc{
 		method("DLMEdges", Node.DLMEdges),
 		method("DLMAbort", Node.DLMAbort),
 		method("DLMLocks", Node.DLMLocks),
+		method("Links", Node.Links),
 	},
 }
 

@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -62,6 +65,25 @@ func TestEventsAndAlerts(t *testing.T) {
 	s, _ := c.waitOnline(1, "rec", "", 30*time.Second)
 	owner := c.index(s.Owner)
 	watcher := (owner + 1) % 3
+	// The link matrix: every member hears every other, with a round trip.
+	c.eventually(10*time.Second, "every link measured", func() (bool, string) {
+		var rs []client.LinkReport
+		if err := json.Unmarshal([]byte(c.mustCLI(watcher, "links", "--json")), &rs); err != nil {
+			return false, err.Error()
+		}
+		n := 0
+		for _, r := range rs {
+			for _, l := range r.Links {
+				if l.Up && l.Sent > 0 && l.Lost == 0 && l.RTTMicros > 0 {
+					n++
+				}
+			}
+		}
+		return len(rs) == 3 && n == 6, fmt.Sprint(rs)
+	})
+	if out := c.mustCLI(watcher, "links"); !strings.Contains(out, "no problems") {
+		t.Errorf("vigil links: %s", out)
+	}
 	time.Sleep(time.Second)
 	c.Crash(owner)
 	s2, took := c.waitOnline(watcher, "rec", s.Owner, 30*time.Second)
@@ -103,6 +125,10 @@ func TestEventsAndAlerts(t *testing.T) {
 		t.Errorf("--kind nope: exit %d: %s", r.code, r.out)
 	}
 
+	// The link matrix names the crashed member.
+	if out := c.mustCLI(watcher, "links"); !strings.Contains(out, s.Owner+" did not answer") || !strings.Contains(out, "does not hear "+s.Owner) {
+		t.Errorf("vigil links after the crash of %s: %s", s.Owner, out)
+	}
 	// The metrics count the move and show the state.
 	c.eventually(10*time.Second, "the metrics show the move", func() (bool, string) {
 		m := scrape(t, c.Members[watcher].Dir)
@@ -182,6 +208,17 @@ func TestEventsAndAlerts(t *testing.T) {
 		t.Error("the long poll did not return")
 	}
 	c.mustCLI(watcher, "alert", "remove", "broken")
+
+	// vigil status --watch redraws in place until stopped.
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--data-dir", c.Members[watcher].Dir, "status", "--watch", "--interval", "300ms")
+	out, _ := cmd.Output()
+	frames := strings.Split(string(out), "\x1b[H\x1b[2J")
+	t.Logf("vigil status --watch, last of %d frames:\n%s", len(frames)-1, frames[len(frames)-1])
+	if len(frames) < 3 || !strings.Contains(frames[len(frames)-1], "latest events:") || !strings.Contains(frames[len(frames)-1], "rec") {
+		t.Errorf("status --watch drew %d frames: %q", len(frames)-1, out)
+	}
 }
 
 // scrape reads /metrics from the agent's Unix socket.

@@ -309,6 +309,13 @@ func TestLabFaults3(t *testing.T) {
 		if !strings.Contains(out, "packet loss") || strings.Contains(out, " 0% packet loss") {
 			t.Errorf("no loss seen: %s", out)
 		}
+		// vigil links shows the loss to and from x, on every link.
+		time.Sleep(8 * time.Second)
+		out, err := l.Exec(ctx, owner, nil, vigilBin, "links")
+		t.Logf("vigil links with 30%% loss at %s:\n%s", x, out)
+		if err != nil || !strings.Contains(out, "→ "+x+" on link 0") || !strings.Contains(out, x+" → ") {
+			t.Errorf("vigil links does not show the loss at %s: %v", x, err)
+		}
 		must(t, l.Netem(x, 0, 0))
 		must(t, l.WaitMembers(ctx, 3, 60*time.Second))
 		if who, _ := answerer(t, l, "", 10*time.Second); who == "" {

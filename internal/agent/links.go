@@ -1,0 +1,52 @@
+package agent
+
+import (
+	"context"
+	"sync"
+
+	"github.com/vigil-cluster/vigil/client"
+	"github.com/vigil-cluster/vigil/internal/rpc"
+)
+
+// linkStats is this member's measure of its links to every other member.
+func (a *Agent) linkStats() []client.LinkStat {
+	out := []client.LinkStat{}
+	for _, s := range a.ml.LinkStats() {
+		out = append(out, client.LinkStat{From: a.cfg.Name, To: s.Peer, Link: s.Link, Addr: s.Addr, Up: s.Up,
+			Sent: s.Sent, Lost: s.Lost, RTTMicros: s.RTT.Microseconds(), MaxMicros: s.Max.Microseconds(), LastAck: s.LastAck})
+	}
+	return out
+}
+
+func (n *node) Links(ctx context.Context, _ *rpc.Empty) (*rpc.LinksResponse, error) {
+	return &rpc.LinksResponse{Links: n.a.linkStats()}, nil
+}
+
+// Links implements api.Backend: every member's measure of its links, asked
+// in parallel; a member that does not answer says why.
+func (a *Agent) Links(ctx context.Context) []client.LinkReport {
+	names := a.store.State().MemberNames()
+	out := make([]client.LinkReport, len(names))
+	var wg sync.WaitGroup
+	for i, m := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if m == a.cfg.Name {
+				out[i] = client.LinkReport{Member: m, Links: a.linkStats()}
+				return
+			}
+			var r rpc.LinksResponse
+			if err := a.callMember(ctx, m, "Links", &rpc.Empty{}, &r); err != nil {
+				out[i] = client.LinkReport{Member: m, Links: []client.LinkStat{}, Error: err.Error()}
+				return
+			}
+			if r.Links == nil {
+				r.Links = []client.LinkStat{}
+			}
+			out[i] = client.LinkReport{Member: m, Links: r.Links}
+		}()
+	}
+	wg.Wait()
+	return out
+}
