@@ -49,6 +49,7 @@ type Member struct {
 	Votes      int               `json:"votes"`
 	Domain     int               `json:"domain"`
 	Witness    bool              `json:"witness,omitempty"`
+	Draining   bool              `json:"draining,omitempty"`
 	State      string            `json:"state"`
 	AgentState string            `json:"agent_state"`
 	Role       string            `json:"role"`

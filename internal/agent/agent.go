@@ -34,6 +34,7 @@ import (
 	"github.com/vigil-cluster/vigil/internal/membership"
 	"github.com/vigil-cluster/vigil/internal/pki"
 	"github.com/vigil-cluster/vigil/internal/rpc"
+	"github.com/vigil-cluster/vigil/internal/ui"
 	"github.com/vigil-cluster/vigil/internal/watchdog"
 )
 
@@ -250,6 +251,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 func (a *Agent) serveAPI() error {
 	srv := api.New(a, a.log)
 	srv.Handle("GET /metrics", a.MetricsHandler())
+	srv.Public("GET /ui", ui.Handler())
+	srv.Public("GET /ui/", ui.Handler())
 	ln, err := net.Listen("tcp", a.cfg.API)
 	if err != nil {
 		return fmt.Errorf("API address %s: %w", a.cfg.API, err)

@@ -70,7 +70,7 @@ func (a *Agent) Status(ctx context.Context) *client.Status {
 	for _, n := range st.MemberNames() {
 		m := st.Members[n]
 		row := client.Member{Name: m.Name, ID: m.ID, API: m.API, Votes: m.Votes, Domain: m.Domain,
-			Witness: m.Witness, Joined: m.Joined, Attributes: m.Attributes}
+			Witness: m.Witness, Draining: m.Draining, Joined: m.Joined, Attributes: m.Attributes}
 		p, seen := peers[n]
 		for i, l := range m.Links {
 			lk := client.Link{Addr: l}

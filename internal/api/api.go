@@ -78,11 +78,14 @@ type Server struct {
 	b   Backend
 	log *slog.Logger
 	mux *http.ServeMux
+	// public is served to TCP callers without credentials: the dashboard's
+	// static files, which hold no data (GET only).
+	public *http.ServeMux
 }
 
 // New builds the handler.
 func New(b Backend, log *slog.Logger) *Server {
-	s := &Server{b: b, log: log, mux: http.NewServeMux()}
+	s := &Server{b: b, log: log, mux: http.NewServeMux(), public: http.NewServeMux()}
 	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	s.mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Status(r.Context())) })
 	s.mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Status(r.Context()).Members) })
@@ -197,6 +200,13 @@ func New(b Backend, log *slog.Logger) *Server {
 // authentication as the API's routes.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// Public mounts a handler that TCP callers reach without credentials: only
+// for files that hold no data (the dashboard's page and script).
+func (s *Server) Public(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	s.public.Handle(pattern, h)
+}
+
 type ctxKey struct{}
 
 // Who names the caller of a request, for the audit trail.
@@ -218,6 +228,10 @@ func (s *Server) Local() http.Handler {
 // or the admin token.
 func (s *Server) Remote() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, pattern := s.public.Handler(r); pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
 		who := ""
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 			leaf := r.TLS.VerifiedChains[0][0]

@@ -592,3 +592,19 @@ func TestAlertRoutes(t *testing.T) {
 func (f *fakeBackend) Links(context.Context) []client.LinkReport {
 	return []client.LinkReport{{Member: "m1", Links: []client.LinkStat{{From: "m1", To: "m2", Up: true, Sent: 30, RTTMicros: 120}}}}
 }
+
+func TestPublicRoutes(t *testing.T) {
+	s, fb := newServer(t)
+	fb.adminHash = hashOf(adminToken)
+	s.Public("GET /ui/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("page")) }))
+	h := s.Remote()
+	if w := do(h, "GET", "/ui/app.js", nil); w.Code != 200 || w.Body.String() != "page" {
+		t.Errorf("GET /ui/app.js without credentials: %d %s", w.Code, w.Body)
+	}
+	// Only what was mounted public: the API and other methods still need credentials.
+	for _, tc := range []struct{ method, path string }{{"GET", "/v1/status"}, {"POST", "/ui/app.js"}, {"GET", "/uix"}, {"GET", "/metrics"}} {
+		if w := do(h, tc.method, tc.path, nil); w.Code != http.StatusForbidden {
+			t.Errorf("%s %s without credentials: %d, want 403", tc.method, tc.path, w.Code)
+		}
+	}
+}
