@@ -270,3 +270,7 @@ func (b *backend) TestAlert(context.Context, string, string) (*client.Event, err
 }
 
 func (b *backend) Links(context.Context) []client.LinkReport { return []client.LinkReport{} }
+
+func (b *backend) Exec(context.Context, client.ExecRequest, string) ([]client.ExecResult, error) {
+	return []client.ExecResult{}, nil
+}

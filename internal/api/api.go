@@ -62,6 +62,8 @@ type Backend interface {
 	// EventStream calls fn with the events f selects and then with each new
 	// batch (nil batches keep the stream alive), until ctx ends or fn fails.
 	EventStream(ctx context.Context, f client.EventFilter, fn func([]client.Event) error) error
+	// Exec runs a command on members (`vigil exec`).
+	Exec(ctx context.Context, r client.ExecRequest, by string) ([]client.ExecResult, error)
 	// Links is every member's measure of its links to the others.
 	Links(ctx context.Context) []client.LinkReport
 	Alerts(ctx context.Context) []client.Alert
@@ -166,6 +168,14 @@ func New(b Backend, log *slog.Logger) *Server {
 	})
 	s.mux.HandleFunc("GET /v1/events", s.events)
 	s.mux.HandleFunc("GET /v1/events/stream", s.eventStream)
+	s.mux.HandleFunc("POST /v1/exec", func(w http.ResponseWriter, r *http.Request) {
+		var req client.ExecRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		out, err := s.b.Exec(r.Context(), req, Who(r.Context()))
+		reply(w, out, err)
+	})
 	s.mux.HandleFunc("GET /v1/links", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Links(r.Context())) })
 	s.mux.HandleFunc("GET /v1/alerts", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Alerts(r.Context())) })
 	s.mux.HandleFunc("PUT /v1/alerts/{name}", func(w http.ResponseWriter, r *http.Request) {

@@ -164,6 +164,7 @@ var bodyEndpoints = []struct {
 	{"PUT", "/v1/settings", `{"settings":{"user.a":"1"}}`, `{"settings":["user.a"]}`},
 	{"PUT", "/v1/log-level", `{"level":"debug","all":true}`, `{"level":"debug","all":"yes"}`},
 	{"PUT", "/v1/alerts/a", `{"name":"a","path":"/bin/true"}`, `{"name":"a","path":7}`},
+	{"POST", "/v1/exec", `{"all":true,"command":["uptime"]}`, `{"all":true,"command":"uptime"}`},
 }
 
 func TestBadBodies(t *testing.T) {
@@ -607,4 +608,9 @@ func TestPublicRoutes(t *testing.T) {
 			t.Errorf("%s %s without credentials: %d, want 403", tc.method, tc.path, w.Code)
 		}
 	}
+}
+
+func (f *fakeBackend) Exec(ctx context.Context, r client.ExecRequest, by string) ([]client.ExecResult, error) {
+	f.record("Exec "+strings.Join(r.Command, " "), by)
+	return []client.ExecResult{{Member: "m1", Output: "ok\n"}}, f.err
 }

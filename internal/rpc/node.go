@@ -102,6 +102,16 @@ type Node interface {
 
 	// Links is the member's measure of its links to the others.
 	Links(context.Context, *Empty) (*LinksResponse, error)
+	// Exec runs a command on the member for `vigil exec`.
+	Exec(context.Context, *ExecRequest) (*client.ExecResult, error)
+}
+
+// ExecRequest asks a member to run a command; By is who asked (audited by
+// the member that took the request).
+type ExecRequest struct {
+	Command []string      `json:"command"`
+	Timeout time.Duration `json:"timeout"`
+	By      string        `json:"by"`
 }
 
 // LinksResponse carries a member's link measures.
@@ -155,6 +165,7 @@ var serviceDesc = grpc.ServiceDesc{
 		method("DLMAbort", Node.DLMAbort),
 		method("DLMLocks", Node.DLMLocks),
 		method("Links", Node.Links),
+		method("Exec", Node.Exec),
 	},
 }
 

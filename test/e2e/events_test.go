@@ -251,3 +251,43 @@ func decodeJSONLines(t *testing.T, s string) []client.Event {
 	}
 	return out
 }
+
+// TestExec runs commands on members through their agents: prefixed and
+// grouped output, exit codes, a timeout, bad requests, and the audit event.
+func TestExec(t *testing.T) {
+	c := startCluster(t, 3)
+	out := c.mustCLI(0, "exec", "--all", "--", "sh", "-c", "echo hello from $VIGIL_MEMBER")
+	for _, m := range []string{"m1", "m2", "m3"} {
+		if !strings.Contains(out, m+" | hello from "+m) || !strings.Contains(out, m+" : exit 0") {
+			t.Errorf("exec --all lacks %s's line: %s", m, out)
+		}
+	}
+	r := c.cli(1, "exec", "--members", "m1,m3", "--group", "--", "sh", "-c", `[ "$VIGIL_MEMBER" = m1 ] && exit 0; echo failing >&2; exit 4`)
+	if r.code != 1 || !strings.Contains(r.out, "=== m3 (exit 4") || !strings.Contains(r.out, "=== m1 (exit 0") || !strings.Contains(r.out, "failed on 1 of 2 members") {
+		t.Errorf("exec with a failure: exit %d: %s", r.code, r.out)
+	}
+	r = c.cli(0, "exec", "--members", "m2", "--timeout", "1s", "--", "sleep", "30")
+	if r.code != 1 || !strings.Contains(r.out, "timed out after 1s and was killed") {
+		t.Errorf("exec timeout: exit %d: %s", r.code, r.out)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"exec", "--all", "uptime"}, 2, "after --"},
+		{[]string{"exec", "--", "uptime"}, 2, "--members a,b or --all"},
+		{[]string{"exec", "--members", "m9", "--", "uptime"}, 1, "member m9 is not in the cluster"},
+		{[]string{"exec", "--all", "--timeout", "1h", "--", "uptime"}, 2, "out of range"},
+		{[]string{"exec", "--all", "--", "/no/such/program"}, 1, "not found on m1"},
+	} {
+		if r := c.cli(0, tc.args...); r.code != tc.code || !strings.Contains(r.out, tc.want) {
+			t.Errorf("vigil %v: exit %d: %s (want exit %d with %q)", tc.args, r.code, r.out, tc.code, tc.want)
+		}
+	}
+	c.eventually(10*time.Second, "the exec runs in the event log", func() (bool, string) {
+		out := c.mustCLI(2, "events", "--kind", "operator")
+		return strings.Contains(out, "exec on m1,m2,m3: sh -c 'echo hello from $VIGIL_MEMBER' → m1 rc=0, m2 rc=0, m3 rc=0  (by root@socket)") &&
+			strings.Contains(out, "exec on m2: sleep 30 → m2 rc=-1"), out
+	})
+}
