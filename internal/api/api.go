@@ -62,6 +62,8 @@ type Backend interface {
 	// EventStream calls fn with the events f selects and then with each new
 	// batch (nil batches keep the stream alive), until ctx ends or fn fails.
 	EventStream(ctx context.Context, f client.EventFilter, fn func([]client.Event) error) error
+	// Doctor checks the cluster from this member (`vigil doctor`).
+	Doctor(ctx context.Context) *client.DoctorReport
 	// Exec runs a command on members (`vigil exec`).
 	Exec(ctx context.Context, r client.ExecRequest, by string) ([]client.ExecResult, error)
 	// Links is every member's measure of its links to the others.
@@ -168,6 +170,7 @@ func New(b Backend, log *slog.Logger) *Server {
 	})
 	s.mux.HandleFunc("GET /v1/events", s.events)
 	s.mux.HandleFunc("GET /v1/events/stream", s.eventStream)
+	s.mux.HandleFunc("GET /v1/doctor", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Doctor(r.Context())) })
 	s.mux.HandleFunc("POST /v1/exec", func(w http.ResponseWriter, r *http.Request) {
 		var req client.ExecRequest
 		if !decode(w, r, &req) {

@@ -614,3 +614,7 @@ func (f *fakeBackend) Exec(ctx context.Context, r client.ExecRequest, by string)
 	f.record("Exec "+strings.Join(r.Command, " "), by)
 	return []client.ExecResult{{Member: "m1", Output: "ok\n"}}, f.err
 }
+
+func (f *fakeBackend) Doctor(context.Context) *client.DoctorReport {
+	return &client.DoctorReport{Findings: []client.Finding{{Check: "quorum", Result: client.CheckOK, Message: "with quorum"}}, OK: 1}
+}

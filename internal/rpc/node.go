@@ -102,8 +102,29 @@ type Node interface {
 
 	// Links is the member's measure of its links to the others.
 	Links(context.Context, *Empty) (*LinksResponse, error)
+	// Doctor is what the member checks of itself for `vigil doctor`.
+	Doctor(context.Context, *Empty) (*DoctorFacts, error)
 	// Exec runs a command on the member for `vigil exec`.
 	Exec(context.Context, *ExecRequest) (*client.ExecResult, error)
+}
+
+// DoctorFacts are what a member reports of itself to `vigil doctor`.
+type DoctorFacts struct {
+	Member    string `json:"member"`
+	ClusterID string `json:"cluster_id"`
+	Version   string `json:"version"`
+	Profile   string `json:"profile"`
+	// Now is the member's clock when the call arrived; Took is how long
+	// its checks took after that (for the clock skew).
+	Now       time.Time         `json:"now"`
+	Took      time.Duration     `json:"took"`
+	CertUntil time.Time         `json:"cert_until"`
+	CAUntil   time.Time         `json:"ca_until"`
+	CAPrint   string            `json:"ca_fingerprint"`
+	Attrs     map[string]string `json:"attributes,omitempty"`
+	// Findings are the member's own checks (resource agents, fence and
+	// alert executables, file modes).
+	Findings []client.Finding `json:"findings,omitempty"`
 }
 
 // ExecRequest asks a member to run a command; By is who asked (audited by
@@ -166,6 +187,7 @@ var serviceDesc = grpc.ServiceDesc{
 		method("DLMLocks", Node.DLMLocks),
 		method("Links", Node.Links),
 		method("Exec", Node.Exec),
+		method("Doctor", Node.Doctor),
 	},
 }
 

@@ -291,3 +291,55 @@ func TestExec(t *testing.T) {
 			strings.Contains(out, "exec on m2: sleep 30 → m2 rc=-1"), out
 	})
 }
+
+// TestDoctor checks a healthy cluster, then one with a resource agent gone
+// and an alert missing on every member, then a member down.
+func TestDoctor(t *testing.T) {
+	c := startCluster(t, 3)
+	dir := t.TempDir()
+	prog := filepath.Join(dir, "daemon.sh")
+	os.WriteFile(prog, []byte("#!/bin/sh\nexec sleep 1000\n"), 0o755)
+	svc := fmt.Sprintf("service: db\nresources:\n  - name: d\n    kind: exec\n    command: [%s]\n", prog)
+	if out, err := c.Apply(t.Context(), 0, svc); err != nil {
+		t.Fatalf("apply: %v: %s", err, out)
+	}
+	c.waitOnline(0, "db", "", 30*time.Second)
+	c.eventually(10*time.Second, "links measured", func() (bool, string) {
+		r := c.cli(1, "doctor")
+		return r.code == 0, r.out
+	})
+	out := c.mustCLI(1, "doctor", "--all")
+	for _, want := range []string{"ok      quorum", "clock within", "certificate valid until", "link directions clean", "ports accept connections",
+		"service db: its 1 resources validate here", "WARN    fencing", "no fence devices"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor --all lacks %q", want)
+		}
+	}
+	alert := filepath.Join(dir, "alert.sh")
+	os.WriteFile(alert, []byte("#!/bin/sh\n"), 0o755)
+	c.mustCLI(0, "alert", "add", "page", "--path", alert)
+	os.Remove(alert)
+	os.Chmod(prog, 0o644)
+	r := c.cli(2, "doctor")
+	if r.code != 1 || !strings.Contains(r.out, "FAIL") || !strings.Contains(r.out, "service db resource d (exec): validate: command: program "+prog+" is not executable") ||
+		!strings.Contains(r.out, "alert page: "+alert+" is not an executable file here") {
+		t.Errorf("doctor with a broken agent: exit %d: %s", r.code, r.out)
+	}
+	os.Chmod(prog, 0o755)
+	c.Crash(0)
+	r = c.cli(1, "doctor", "--json")
+	js, _, _ := strings.Cut(r.out, "\nvigil: ") // the exit message on stderr
+	rep := decodeJSON[client.DoctorReport](t, js)
+	if r.code != 1 || rep.Failures == 0 || findFinding(rep, "reachable", "m1") == nil {
+		t.Errorf("doctor with m1 down: exit %d, %+v", r.code, rep)
+	}
+}
+
+func findFinding(r client.DoctorReport, check, member string) *client.Finding {
+	for i := range r.Findings {
+		if r.Findings[i].Check == check && r.Findings[i].Member == member {
+			return &r.Findings[i]
+		}
+	}
+	return nil
+}
