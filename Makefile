@@ -3,7 +3,11 @@ BIN := bin/vigil
 PKGS := ./...
 LABLOG ?= $${TMPDIR:-/tmp}/vigil-lab-test.log
 
-.PHONY: help build demo test lint bench fuzz lab-test lab-bench chaos clean
+PREFIX ?= /usr/local
+UNITDIR ?= /etc/systemd/system
+DESTDIR ?=
+
+.PHONY: help build demo test lint bench fuzz lab-test lab-bench chaos clean install
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -11,6 +15,19 @@ help: ## list the targets
 build: ## build bin/vigil and bin/vigil-lab
 	$(GO) build -o $(BIN) ./cmd/vigil
 	$(GO) build -o bin/vigil-lab ./cmd/vigil-lab
+
+install: build ## install vigil, its systemd unit, man pages, shell completions and sample alerts (PREFIX=/usr/local UNITDIR=/etc/systemd/system DESTDIR=)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/vigil
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's#/usr/local/bin/vigil#$(PREFIX)/bin/vigil#' contrib/systemd/vigil.service > $(DESTDIR)$(UNITDIR)/vigil.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/vigil.service
+	./$(BIN) gen man $(DESTDIR)$(PREFIX)/share/man/man1
+	./$(BIN) gen completions $(DESTDIR)$(PREFIX)/share/vigil/completions
+	install -D -m 0644 $(DESTDIR)$(PREFIX)/share/vigil/completions/vigil.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/vigil
+	install -D -m 0644 $(DESTDIR)$(PREFIX)/share/vigil/completions/_vigil $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_vigil
+	install -D -m 0644 $(DESTDIR)$(PREFIX)/share/vigil/completions/vigil.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/vigil.fish
+	install -D -m 0755 -t $(DESTDIR)$(PREFIX)/lib/vigil/alerts contrib/alerts/alert-file.sh contrib/alerts/alert-mail.sh
+	@echo "installed in $(DESTDIR)$(PREFIX); next: vigil cluster create ... --data-dir /var/lib/vigil, then systemctl daemon-reload && systemctl enable --now vigil"
 
 demo: build ## run a live local 3-member cluster that shows failover (Ctrl-C stops it)
 	./$(BIN) demo

@@ -105,6 +105,8 @@ type Agent struct {
 	evq *eventQueue
 	// metrics are the Prometheus metrics (metrics.go).
 	metrics *metrics
+	// sd speaks to systemd when the agent runs under it (systemd.go).
+	sd *systemd
 }
 
 // New loads the data dir. logOut receives the logs.
@@ -132,7 +134,7 @@ func New(dir string, level *slog.LevelVar, log *slog.Logger) (*Agent, error) {
 	a := &Agent{dir: dir, cfg: cfg, prof: config.Profiles[cfg.Profile], id: id, key: key, adminToken: admin,
 		log: log.With("member", cfg.Name), baseLog: log, level: level, started: time.Now(), kick: make(chan struct{}, 1),
 		removed: make(chan struct{}), agentState: client.AgentInitializing,
-		decideKick: make(chan struct{}, 1), dlmKick: make(chan struct{}, 1), dlmDeadlockWait: time.Second, lrmReady: make(chan struct{}), lrmKick: make(chan struct{}, 1), evq: newEventQueue(), metrics: newMetrics(), holder: lease.NewHolder(leaseConfig(config.Profiles[cfg.Profile]))}
+		decideKick: make(chan struct{}, 1), dlmKick: make(chan struct{}, 1), dlmDeadlockWait: time.Second, lrmReady: make(chan struct{}), lrmKick: make(chan struct{}, 1), evq: newEventQueue(), metrics: newMetrics(), sd: newSystemd(), holder: lease.NewHolder(leaseConfig(config.Profiles[cfg.Profile]))}
 	a.metrics.reg.MustRegister(stateCollector{a})
 	return a, nil
 }
@@ -236,7 +238,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	lrmCtx, stopLRM := context.WithCancel(context.Background())
 	defer stopLRM()
 	go a.lrmLoop(lrmCtx)
+	a.sd.ready(fmt.Sprintf("member %s of cluster %s: %s", a.cfg.Name, a.cfg.Cluster, a.localAgentState()))
 	a.loop(ctx)
+	a.sd.stopping()
 	a.stopServices()
 	stopLRM()
 	a.shutdown()
@@ -367,6 +371,7 @@ func (a *Agent) loop(ctx context.Context) {
 		if !a.wait(ctx, tick.C, a.kick) {
 			return
 		}
+		a.sd.pet(time.Now())
 		a.updateAgentState()
 		if !a.store.IsLeader() {
 			settled = false
@@ -426,6 +431,11 @@ func (a *Agent) updateAgentState() {
 		a.removedOne.Do(func() { close(a.removed) })
 		return
 	}
+	role := "member"
+	if leader == a.cfg.Name {
+		role = "director"
+	}
+	a.sd.status(fmt.Sprintf("member %s of cluster %s: %s, %s", a.cfg.Name, a.cfg.Cluster, st, role))
 	if changed {
 		a.log.Info("agent state", "state", st)
 		a.ml.SetMeta(membership.Meta{ID: a.cfg.ID, ClusterID: a.cfg.ClusterID, AgentState: st, API: a.cfg.API})

@@ -123,6 +123,7 @@ func newRoot(ctx context.Context, g *globals) *cobra.Command {
 		cdbCmd(g), logLevelCmd(g), demoCmd(g), versionCmd(g),
 		applyCmd(g, false), applyCmd(g, true), serviceCmd(g), maintenanceCmd(g), serveNameCmd(g), fenceCmd(g),
 		lockCmd(g), locksCmd(g), eventsCmd(g), alertCmd(g), linksCmd(g), execCmd(g), doctorCmd(g),
+		genCmd(g, func() *cobra.Command { return newRoot(ctx, g) }),
 	)
 	return root
 }
