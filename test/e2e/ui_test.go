@@ -129,6 +129,26 @@ func TestDashboard(t *testing.T) {
 	}
 	shot(t, ctx, "relocated")
 
+	// Offline, online and drain from the page.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`#services tr[data-service="rec"] button.offline`)),
+		chromedp.WaitVisible(chromedp.CSS(`#services tr[data-service="rec"][data-state="OFFLINE"]`)),
+		chromedp.Click(chromedp.CSS(`#services tr[data-service="rec"] button.online`)),
+		chromedp.WaitVisible(chromedp.CSS(`#services tr[data-service="rec"][data-state="ONLINE"]`)),
+	); err != nil {
+		t.Fatalf("offline and online from the page: %v", err)
+	}
+	var moved string
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#members tr[data-member="%s"] button.drain`, target)))); err != nil {
+		t.Fatalf("drain %s from the page: %v", target, err)
+	}
+	waitJS(t, ctx, 30*time.Second, "the drained member's service moves", fmt.Sprintf(`(() => {
+		const r = document.querySelector('#services tr[data-service="rec"][data-state="ONLINE"]');
+		const m = document.querySelector('#members tr[data-member="%s"]');
+		return r && r.dataset.owner !== %q && m && m.textContent.includes("draining") ? r.dataset.owner : "";
+	})()`, target, target), &moved)
+	t.Logf("drained %s from the page: rec moved to %s", target, moved)
+
 	// A wrong token is refused and the page asks again.
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(sessionStorage.setItem("vigil-token", "wrong"), true)`)); err != nil {
 		t.Fatal(err)
