@@ -406,8 +406,14 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 		if old, changed := a.term.noteState(n, dm.State); changed {
 			a.log.Info("director: member state for placement", "of", n, "state", dm.State, "gossip_up", up,
 				"since_renewal", now.Sub(last).Round(time.Millisecond), "seen_on_links", onLinks, "reports_links", reported)
-			if old != "" {
+			switch {
+			case old != "":
 				a.emit(client.Event{Kind: client.EventMember, Member: n, Message: memberChange(n, old, dm.State, up, now.Sub(last), onLinks)})
+			case dm.State != director.MemberUp:
+				// A new director that never saw the member: its first
+				// look is news unless the member is UP (a director that
+				// failed with its member is found DOWN this way).
+				a.emit(client.Event{Kind: client.EventMember, Member: n, Message: memberChange(n, "", dm.State, up, now.Sub(last), onLinks)})
 			}
 		}
 		if !up && seen {
@@ -435,6 +441,9 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 // memberChange says why a member's state changed, for the event log.
 func memberChange(n string, old, now director.MemberState, gossipUp bool, sinceRenewal time.Duration, links []bool) string {
 	msg := fmt.Sprintf("member %s is %s, was %s", n, now, old)
+	if old == "" {
+		msg = fmt.Sprintf("member %s is %s as the new director finds it", n, now)
+	}
 	switch now {
 	case director.MemberDown:
 		if gossipUp {

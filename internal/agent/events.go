@@ -44,6 +44,9 @@ func (a *Agent) emit(e client.Event) {
 	if e.At.IsZero() {
 		e.At = time.Now().UTC()
 	}
+	if len(e.Message) > cdb.MaxEventMessage {
+		e.Message = e.Message[:cdb.MaxEventMessage-3] + "..."
+	}
 	q := a.evq
 	q.mu.Lock()
 	q.events = append(q.events, e)
@@ -105,8 +108,12 @@ func (a *Agent) flushEvents(ctx context.Context) {
 				Message: fmt.Sprintf("%s dropped %d events it could not write while the cluster database was out of reach", a.cfg.Name, dropped)})
 		}
 		if _, err := a.write(ctx, &cdb.Command{Op: cdb.OpEvents, By: "member:" + a.cfg.Name, Events: batch}); err != nil {
-			a.log.Debug("events: not written yet", "queued", len(q.events), "err", err)
-			return
+			if retryable(err) || cdb.UnknownOutcome(err) || ctx.Err() != nil {
+				a.log.Debug("events: not written yet", "queued", len(q.events), "err", err)
+				return
+			}
+			// Refused: it would be refused again and hold up the rest.
+			a.log.Error("events: the cluster database refused a batch of events; dropped", "events", n, "err", err)
 		}
 		q.mu.Lock()
 		q.events = q.events[n:]
