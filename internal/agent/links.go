@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/rpc"
@@ -37,7 +38,7 @@ func (a *Agent) Links(ctx context.Context) []client.LinkReport {
 				return
 			}
 			var r rpc.LinksResponse
-			if err := a.callMember(ctx, m, "Links", &rpc.Empty{}, &r); err != nil {
+			if err := a.callMemberWithin(ctx, m, "Links", &rpc.Empty{}, &r, 2*time.Second); err != nil {
 				out[i] = client.LinkReport{Member: m, Links: []client.LinkStat{}, Error: err.Error()}
 				return
 			}
@@ -49,4 +50,20 @@ func (a *Agent) Links(ctx context.Context) []client.LinkReport {
 	}
 	wg.Wait()
 	return out
+}
+
+// callMemberWithin calls a read-only method on member m over its links in
+// turn, giving each link up to per: on a lossy link a call takes several
+// TCP retransmissions.
+func (a *Agent) callMemberWithin(ctx context.Context, m, method string, req, resp any, per time.Duration) error {
+	var err error
+	for _, addr := range a.dlmAddrs(m) {
+		cctx, cancel := context.WithTimeout(ctx, per)
+		err = a.pool.Call(cctx, addr, method, req, resp)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
 }

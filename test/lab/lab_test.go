@@ -313,7 +313,7 @@ func TestLabFaults3(t *testing.T) {
 		time.Sleep(8 * time.Second)
 		out, err := l.Exec(ctx, owner, nil, vigilBin, "links")
 		t.Logf("vigil links with 30%% loss at %s:\n%s", x, out)
-		if err != nil || !strings.Contains(out, "→ "+x+" on link 0") || !strings.Contains(out, x+" → ") {
+		if err != nil || !strings.Contains(out, "→ "+x+" on link 0") || !strings.Contains(out, "→ "+x+" on link 1") {
 			t.Errorf("vigil links does not show the loss at %s: %v", x, err)
 		}
 		must(t, l.Netem(x, 0, 0))
