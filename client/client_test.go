@@ -278,3 +278,17 @@ func (b *backend) Exec(context.Context, client.ExecRequest, string) ([]client.Ex
 func (b *backend) Doctor(context.Context) *client.DoctorReport {
 	return &client.DoctorReport{Findings: []client.Finding{{Check: "quorum", Result: client.CheckOK, Message: "with quorum"}}, OK: 1}
 }
+
+func (b *backend) APIToken(id, secret string) (string, string, error) {
+	return "", "", errors.New("no")
+}
+
+func (b *backend) Denied(context.Context, string, string, string) {}
+
+func (b *backend) CreateToken(context.Context, client.TokenCreateRequest, string) (*client.TokenCreateResponse, error) {
+	return &client.TokenCreateResponse{}, nil
+}
+
+func (b *backend) Tokens(context.Context) []client.APIToken { return []client.APIToken{} }
+
+func (b *backend) RevokeToken(context.Context, string, string) error { return nil }

@@ -214,3 +214,18 @@ func (c *Client) Links(ctx context.Context) ([]LinkReport, error) {
 	err := c.do(ctx, "GET", "/v1/links", nil, &out)
 	return out, err
 }
+
+// The roles of API callers, least to most (docs/SECURITY.md).
+const (
+	// RoleViewer reads: status, services, events, metrics, locks, doctor.
+	RoleViewer = "viewer"
+	// RoleOperator also acts on services and members: online, offline,
+	// relocate, clear, drain, maintenance, lock probes.
+	RoleOperator = "operator"
+	// RoleAdmin does everything: members, services, settings, fencing,
+	// alerts, tokens, exec, backups.
+	RoleAdmin = "admin"
+)
+
+// Roles lists the roles, least to most.
+var Roles = []string{RoleViewer, RoleOperator, RoleAdmin}

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/vigil-cluster/vigil/client"
@@ -72,6 +73,14 @@ type Backend interface {
 	SetAlert(ctx context.Context, a client.Alert, by string) error
 	RemoveAlert(ctx context.Context, name, by string) error
 	TestAlert(ctx context.Context, name, by string) (*client.Event, error)
+	// APIToken finds an API token by id and secret: its name and role, or
+	// why it is refused (revoked, expired).
+	APIToken(id, secret string) (name, role string, err error)
+	// Denied audits a request refused for its role.
+	Denied(ctx context.Context, who, what, need string)
+	CreateToken(ctx context.Context, r client.TokenCreateRequest, by string) (*client.TokenCreateResponse, error)
+	Tokens(ctx context.Context) []client.APIToken
+	RevokeToken(ctx context.Context, idOrName, by string) error
 	// AllowedCert says whether a member certificate (common name, serial
 	// in hex) still speaks for a member.
 	AllowedCert(cn, serial string) bool
@@ -170,6 +179,21 @@ func New(b Backend, log *slog.Logger) *Server {
 	})
 	s.mux.HandleFunc("GET /v1/events", s.events)
 	s.mux.HandleFunc("GET /v1/events/stream", s.eventStream)
+	s.mux.HandleFunc("GET /v1/whoami", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, client.WhoAmI{Who: Who(r.Context()), Role: RoleIn(r.Context())})
+	})
+	s.mux.HandleFunc("GET /v1/tokens", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Tokens(r.Context())) })
+	s.mux.HandleFunc("POST /v1/tokens", func(w http.ResponseWriter, r *http.Request) {
+		var req client.TokenCreateRequest
+		if !decode(w, r, &req) {
+			return
+		}
+		out, err := s.b.CreateToken(r.Context(), req, Who(r.Context()))
+		reply(w, out, err)
+	})
+	s.mux.HandleFunc("DELETE /v1/tokens/{id}", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, map[string]string{"revoked": r.PathValue("id")}, s.b.RevokeToken(r.Context(), r.PathValue("id"), Who(r.Context())))
+	})
 	s.mux.HandleFunc("GET /v1/doctor", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.Doctor(r.Context())) })
 	s.mux.HandleFunc("POST /v1/exec", func(w http.ResponseWriter, r *http.Request) {
 		var req client.ExecRequest
@@ -233,37 +257,111 @@ func Who(ctx context.Context) string {
 // Local serves callers on the root-only Unix socket: they are admins.
 func (s *Server) Local() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, "root@socket")))
+		s.serve(w, r, caller{who: "root@socket", role: client.RoleAdmin})
 	})
 }
 
 // Remote serves TCP callers: each must show a certificate of the cluster CA
-// or the admin token.
+// (an admin: it speaks for a member), the admin token, or an API token,
+// whose role decides what it may do.
 func (s *Server) Remote() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if h, pattern := s.public.Handler(r); pattern != "" {
 			h.ServeHTTP(w, r)
 			return
 		}
-		who := ""
-		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-			leaf := r.TLS.VerifiedChains[0][0]
-			if s.b.AllowedCert(leaf.Subject.CommonName, pki.Serial(leaf.SerialNumber)) {
-				who = "member:" + leaf.Subject.CommonName
-			}
-		} else if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			sum := sha256.Sum256([]byte(tok))
-			if want := s.b.AdminTokenHash(); want != "" && subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(want)) == 1 {
-				who = "admin-token"
-			}
-		}
-		if who == "" {
-			s.log.Warn("refused API call without credentials", "from", r.RemoteAddr, "path", r.URL.Path)
-			writeError(w, cdb.Refuse(cdb.ErrDenied, "this API needs a client certificate of the cluster CA or the admin token (Authorization: Bearer …); the vigil CLI finds both in --data-dir"))
+		c, err := s.identify(r)
+		if err != nil {
+			s.log.Warn("refused API call", "from", r.RemoteAddr, "path", r.URL.Path, "why", err)
+			writeError(w, err)
 			return
 		}
-		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, who+"@"+r.RemoteAddr)))
+		c.who += "@" + r.RemoteAddr
+		s.serve(w, r, c)
 	})
+}
+
+// caller is who makes a request, and the role it has.
+type caller struct{ who, role string }
+
+// identify finds the caller of a TCP request.
+func (s *Server) identify(r *http.Request) (caller, error) {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		leaf := r.TLS.VerifiedChains[0][0]
+		if s.b.AllowedCert(leaf.Subject.CommonName, pki.Serial(leaf.SerialNumber)) {
+			return caller{who: "member:" + leaf.Subject.CommonName, role: client.RoleAdmin}, nil
+		}
+		return caller{}, cdb.Refuse(cdb.ErrDenied, "the certificate of %s no longer speaks for a member of this cluster (removed, or replaced): use a current member's data dir or an API token", leaf.Subject.CommonName)
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return caller{}, cdb.Refuse(cdb.ErrDenied, "this API needs a client certificate of the cluster CA, the admin token or an API token (Authorization: Bearer …); the vigil CLI finds the first two in --data-dir, or takes --token")
+	}
+	if id, secret, ok := strings.Cut(strings.TrimPrefix(tok, client.APITokenPrefix), "."); ok && strings.HasPrefix(tok, client.APITokenPrefix) {
+		name, role, err := s.b.APIToken(id, secret)
+		if err != nil {
+			return caller{}, err
+		}
+		return caller{who: "token:" + name, role: role}, nil
+	}
+	sum := sha256.Sum256([]byte(tok))
+	if want := s.b.AdminTokenHash(); want != "" && subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])), []byte(want)) == 1 {
+		return caller{who: "admin-token", role: client.RoleAdmin}, nil
+	}
+	return caller{}, cdb.Refuse(cdb.ErrDenied, "this token is not valid here (mistyped, revoked, or of another cluster): the API takes a client certificate of the cluster CA, the admin token, or an API token; ask an admin for one (`vigil token create`)")
+}
+
+// serve checks the caller's role against the route's and serves it; a
+// refusal is audited.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, c caller) {
+	_, pattern := s.mux.Handler(r)
+	need := RoleOf(pattern)
+	if rank(c.role) < rank(need) {
+		what := r.Method + " " + r.URL.Path
+		s.log.Warn("refused API call: role too low", "who", c.who, "role", c.role, "call", what, "needs", need)
+		s.b.Denied(r.Context(), c.who+"("+c.role+")", what, need)
+		writeError(w, cdb.Refuse(cdb.ErrDenied, "role %s may not %s: it needs role %s; ask an admin for a token with `vigil token create --role %s`", c.role, what, need, need))
+		return
+	}
+	ctx := context.WithValue(r.Context(), ctxKey{}, c.who+" ["+c.role+"]")
+	ctx = context.WithValue(ctx, roleKey{}, c.role)
+	s.mux.ServeHTTP(w, r.WithContext(ctx))
+}
+
+type roleKey struct{}
+
+// RoleIn is the caller's role (admin when unknown: in-process callers).
+func RoleIn(ctx context.Context) string {
+	if r, ok := ctx.Value(roleKey{}).(string); ok {
+		return r
+	}
+	return client.RoleAdmin
+}
+
+func rank(role string) int { return slices.Index(client.Roles, role) }
+
+// routeRoles are the roles below admin that may use a route; every other
+// route (writes, secrets) needs admin.
+var routeRoles = map[string]string{
+	"GET /v1/health": client.RoleViewer, "GET /v1/status": client.RoleViewer, "GET /v1/members": client.RoleViewer,
+	"GET /v1/settings": client.RoleViewer, "GET /v1/cdb": client.RoleViewer, "GET /v1/services": client.RoleViewer,
+	"GET /v1/services/{name}": client.RoleViewer, "GET /v1/locks": client.RoleViewer, "GET /v1/events": client.RoleViewer,
+	"GET /v1/events/stream": client.RoleViewer, "GET /v1/alerts": client.RoleViewer, "GET /v1/links": client.RoleViewer,
+	"GET /metrics": client.RoleViewer, "GET /v1/whoami": client.RoleViewer,
+
+	"POST /v1/services/{name}/{action}": client.RoleOperator, "PUT /v1/members/{name}/drain": client.RoleOperator,
+	"PUT /v1/maintenance": client.RoleOperator, "POST /v1/locks/probe": client.RoleOperator,
+	"POST /v1/alerts/test": client.RoleOperator, "GET /v1/doctor": client.RoleOperator,
+	// The catch-all answers "no such route" to anyone.
+	"/": client.RoleViewer,
+}
+
+// RoleOf is the least role a route needs.
+func RoleOf(pattern string) string {
+	if r, ok := routeRoles[pattern]; ok {
+		return r
+	}
+	return client.RoleAdmin
 }
 
 func (s *Server) addMember(w http.ResponseWriter, r *http.Request) {

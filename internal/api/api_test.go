@@ -229,7 +229,7 @@ func TestGoodBodies(t *testing.T) {
 	if w := do(s.Local(), "POST", "/v1/members", strings.NewReader(body)); w.Code != 200 {
 		t.Fatalf("body of exactly MaxBody bytes: %d %s", w.Code, w.Body)
 	}
-	if fb.addReq.Name != "m2" || fb.by != "root@socket" {
+	if fb.addReq.Name != "m2" || fb.by != "root@socket [admin]" {
 		t.Fatalf("backend got %+v from %q", fb.addReq, fb.by)
 	}
 	// No settings at all is refused before the backend.
@@ -352,7 +352,7 @@ func TestRemoteAuth(t *testing.T) {
 			if w.Code != 200 {
 				t.Fatalf("status %d: %s", w.Code, w.Body)
 			}
-			if want := "admin-token@192.0.2.1:1234"; fb.by != want {
+			if want := "admin-token@192.0.2.1:1234 [admin]"; fb.by != want {
 				t.Fatalf("caller recorded as %q, want %q", fb.by, want)
 			}
 		})
@@ -487,6 +487,7 @@ func (f *fakeBackend) Service(ctx context.Context, name string) (*client.Service
 	return nil, cdb.Refuse(cdb.ErrNotFound, "no service %s", name)
 }
 func (f *fakeBackend) ServiceAction(ctx context.Context, name, action, to, by string) error {
+	f.record("ServiceAction "+name+" "+action, by)
 	return nil
 }
 func (f *fakeBackend) DeleteService(ctx context.Context, name, by string) error           { return nil }
@@ -617,4 +618,81 @@ func (f *fakeBackend) Exec(ctx context.Context, r client.ExecRequest, by string)
 
 func (f *fakeBackend) Doctor(context.Context) *client.DoctorReport {
 	return &client.DoctorReport{Findings: []client.Finding{{Check: "quorum", Result: client.CheckOK, Message: "with quorum"}}, OK: 1}
+}
+
+func (f *fakeBackend) APIToken(id, secret string) (string, string, error) {
+	switch id + "." + secret {
+	case "v1.s":
+		return "watcher", client.RoleViewer, nil
+	case "o1.s":
+		return "ops", client.RoleOperator, nil
+	case "a1.s":
+		return "boss", client.RoleAdmin, nil
+	case "x1.s":
+		return "", "", cdb.Refuse(cdb.ErrDenied, "API token old (x1) expired at 2026-01-01T00:00:00Z")
+	}
+	return "", "", cdb.Refuse(cdb.ErrDenied, "this API token is not valid here")
+}
+
+func (f *fakeBackend) Denied(ctx context.Context, who, what, need string) {
+	f.record("Denied "+what+" needs "+need, who)
+}
+
+func (f *fakeBackend) CreateToken(ctx context.Context, r client.TokenCreateRequest, by string) (*client.TokenCreateResponse, error) {
+	f.record("CreateToken "+r.Name, by)
+	return &client.TokenCreateResponse{Token: "vigil-api-x.y"}, f.err
+}
+
+func (f *fakeBackend) Tokens(context.Context) []client.APIToken { return []client.APIToken{} }
+
+func (f *fakeBackend) RevokeToken(ctx context.Context, id, by string) error {
+	f.record("RevokeToken "+id, by)
+	return f.err
+}
+
+// TestRoles sends requests with tokens of each role: viewers read, operators
+// also act on services and members, admins do everything; a refusal names
+// the role needed and is audited.
+func TestRoles(t *testing.T) {
+	for _, tc := range []struct {
+		token, method, path, body string
+		code                      int
+		want                      string
+	}{
+		{"v1.s", "GET", "/v1/status", "", 200, ""},
+		{"v1.s", "GET", "/v1/events", "", 200, ""},
+		{"v1.s", "GET", "/v1/whoami", "", 200, `"role": "viewer"`},
+		{"v1.s", "POST", "/v1/services/web/relocate", `{"to":"m2"}`, 403, "role viewer may not POST /v1/services/web/relocate: it needs role operator"},
+		{"v1.s", "PUT", "/v1/maintenance", `{"on":true}`, 403, "needs role operator"},
+		{"v1.s", "GET", "/v1/tokens", "", 403, "needs role admin"},
+		{"v1.s", "GET", "/v1/fencing", "", 403, "needs role admin"},
+		{"o1.s", "POST", "/v1/services/web/relocate", `{"to":"m2"}`, 200, ""},
+		{"o1.s", "PUT", "/v1/members/m1/drain", `{"on":true}`, 200, ""},
+		{"o1.s", "PUT", "/v1/settings", `{"settings":{"user.a":"1"}}`, 403, "needs role admin"},
+		{"o1.s", "POST", "/v1/exec", `{"all":true,"command":["id"]}`, 403, "needs role admin"},
+		{"o1.s", "POST", "/v1/services/apply", `{}`, 403, "needs role admin"},
+		{"o1.s", "GET", "/v1/cdb/backup", "", 403, "needs role admin"},
+		{"a1.s", "POST", "/v1/tokens", `{"name":"t","role":"viewer"}`, 200, "vigil-api-x.y"},
+		{"a1.s", "POST", "/v1/exec", `{"all":true,"command":["id"]}`, 200, ""},
+		{"x1.s", "GET", "/v1/status", "", 403, "expired at 2026-01-01"},
+		{"zz.s", "GET", "/v1/status", "", 403, "not valid here"},
+		{"v1.s", "GET", "/v1/nope", "", 404, "no API route"},
+	} {
+		s, fb := newServer(t)
+		w := do(s.Remote(), tc.method, tc.path, strings.NewReader(tc.body), "Authorization", "Bearer "+client.APITokenPrefix+tc.token)
+		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.want) {
+			t.Errorf("%s %s with %s: %d %s; want %d with %q", tc.method, tc.path, tc.token, w.Code, w.Body, tc.code, tc.want)
+		}
+		if tc.code == 403 && strings.Contains(tc.want, "needs role") {
+			if c := fb.called(); len(c) != 1 || !strings.HasPrefix(c[0], "Denied "+tc.method) {
+				t.Errorf("%s %s with %s: the refusal was not audited: %v", tc.method, tc.path, tc.token, c)
+			}
+		}
+	}
+	// Who(ctx) names the token and its role for the audit trail.
+	s, fb := newServer(t)
+	do(s.Remote(), "POST", "/v1/services/web/offline", nil, "Authorization", "Bearer "+client.APITokenPrefix+"o1.s")
+	if fb.by != "token:ops@192.0.2.1:1234 [operator]" {
+		t.Errorf("audited as %q", fb.by)
+	}
 }

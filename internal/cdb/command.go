@@ -42,6 +42,8 @@ const (
 	OpEvents         Op = "events"
 	OpAlertSet       Op = "alert-set"
 	OpAlertRemove    Op = "alert-remove"
+	OpAPITokenCreate Op = "api-token-create"
+	OpAPITokenRevoke Op = "api-token-revoke"
 )
 
 // Command is one entry of the Raft log. At is the proposer's clock, so that
@@ -72,6 +74,8 @@ type Command struct {
 	// Steps are the methods behind a Report, for the event log.
 	Steps []client.Step `json:"steps,omitempty"`
 	Alert *client.Alert `json:"alert,omitempty"`
+	// APIToken is OpAPITokenCreate's token (its secret hashed).
+	APIToken *APIToken `json:"api_token,omitempty"`
 }
 
 // InitArgs create the cluster's first state.

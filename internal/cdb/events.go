@@ -195,7 +195,8 @@ func eventsOf(c *Command, before *commandBefore, s *State, err error) []client.E
 	}
 	kind := client.EventOperator
 	switch c.Op {
-	case OpServicesApply, OpServiceDelete, OpSettingsSet, OpFenceSet, OpFenceRemove, OpRestore, OpTokenCreate, OpAlertSet, OpAlertRemove:
+	case OpServicesApply, OpServiceDelete, OpSettingsSet, OpFenceSet, OpFenceRemove, OpRestore, OpTokenCreate, OpAlertSet, OpAlertRemove,
+		OpAPITokenCreate, OpAPITokenRevoke:
 		kind = client.EventConfig
 	}
 	return []client.Event{ev(kind, c.Member, serviceOf(c), describe(c))}
@@ -286,6 +287,10 @@ func describe(c *Command) string {
 		return "removed alert " + c.Member
 	case OpMemberRemove:
 		return "remove member " + c.Member
+	case OpAPITokenCreate:
+		return "made API token " + c.APIToken.Name + " (" + c.APIToken.ID + ") with role " + c.APIToken.Role
+	case OpAPITokenRevoke:
+		return "revoked API token " + c.Member
 	}
 	return string(c.Op)
 }

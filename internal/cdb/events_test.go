@@ -153,3 +153,25 @@ func TestCheckAlert(t *testing.T) {
 		t.Error("an alert without kinds selects every kind but alert")
 	}
 }
+
+func TestAPITokens(t *testing.T) {
+	s := newInit(t)
+	tok := &APIToken{ID: "ab12", Name: "ops", Role: "operator", SecretHash: HashSecret("sekrit"), Expires: t0.Add(time.Hour)}
+	mustApply(t, s, &Command{Op: OpAPITokenCreate, At: t0, By: "root@socket", APIToken: tok})
+	mustRefuse(t, s, &Command{Op: OpAPITokenCreate, At: t0, APIToken: &APIToken{ID: "cd34", Name: "ops", Role: "viewer", SecretHash: "x"}}, ErrConflict, "a token named ops exists")
+	mustRefuse(t, s, &Command{Op: OpAPITokenCreate, At: t0, APIToken: &APIToken{ID: "cd34", Name: "x", Role: "root", SecretHash: "x"}}, ErrInvalid, `role "root" is not known`)
+	if got, err := s.APITokenFor("ab12", "sekrit", t0.Add(time.Minute)); err != nil || got.Role != "operator" || got.CreatedBy != "root@socket" {
+		t.Fatalf("lookup: %+v %v", got, err)
+	}
+	if _, err := s.APITokenFor("ab12", "guess", t0); err == nil || !strings.Contains(err.Error(), "not valid here") {
+		t.Errorf("a wrong secret: %v", err)
+	}
+	if _, err := s.APITokenFor("ab12", "sekrit", t0.Add(2*time.Hour)); err == nil || !strings.Contains(err.Error(), "expired at") {
+		t.Errorf("an expired token: %v", err)
+	}
+	mustApply(t, s, &Command{Op: OpAPITokenRevoke, At: t0, Member: "ops"})
+	if _, err := s.APITokenFor("ab12", "sekrit", t0); err == nil {
+		t.Error("a revoked token still works")
+	}
+	mustRefuse(t, s, &Command{Op: OpAPITokenRevoke, At: t0, Member: "ops"}, ErrNotFound, "no API token ops")
+}

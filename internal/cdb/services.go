@@ -189,5 +189,5 @@ func (s *State) applyService(c *Command) (any, error) {
 		s.Events = keep
 		return nil, nil
 	}
-	return s.applyFencing(c)
+	return s.applyAPIToken(c)
 }

@@ -42,6 +42,8 @@ type State struct {
 
 	// Alerts are the alert agents, by name.
 	Alerts map[string]*client.Alert `json:"alerts,omitempty"`
+	// APITokens are the API tokens, by id (docs/SECURITY.md).
+	APITokens map[string]*APIToken `json:"api_tokens,omitempty"`
 }
 
 // Cluster holds the cluster-wide identity and attributes.

@@ -122,7 +122,7 @@ func newRoot(ctx context.Context, g *globals) *cobra.Command {
 		clusterCmd(g), memberCmd(g), membersCmd(g), statusCmd(g), agentCmd(g), settingsCmd(g),
 		cdbCmd(g), logLevelCmd(g), demoCmd(g), versionCmd(g),
 		applyCmd(g, false), applyCmd(g, true), serviceCmd(g), maintenanceCmd(g), serveNameCmd(g), fenceCmd(g),
-		lockCmd(g), locksCmd(g), eventsCmd(g), alertCmd(g), linksCmd(g), execCmd(g), doctorCmd(g),
+		lockCmd(g), locksCmd(g), eventsCmd(g), alertCmd(g), linksCmd(g), execCmd(g), doctorCmd(g), tokenCmd(g),
 		genCmd(g, func() *cobra.Command { return newRoot(ctx, g) }),
 	)
 	return root
@@ -161,6 +161,11 @@ func (g *globals) client() (*client.Client, error) {
 	if id, err := pki.Load(g.dataDir); err == nil {
 		o.TLS = id.ClientConfig("")
 		o.TLS.NextProtos = nil
+		if g.token != "" {
+			// A token given on purpose speaks with its own role: the
+			// member certificate (an admin) is not shown.
+			o.TLS.Certificates = nil
+		}
 	} else {
 		if g.caFile == "" {
 			return nil, usagef("--api %s needs credentials: a --data-dir with a member certificate, or --token with --ca CA-FILE", g.api)

@@ -105,7 +105,7 @@ func TestEventsAndAlerts(t *testing.T) {
 	})
 	text := c.mustCLI(watcher, "events", "--steps")
 	t.Logf("vigil events --steps:\n%s", text)
-	for _, want := range []string{"is the director", "applied service definitions: rec", "set alert file", "(by root@socket)", "STARTING on " + s2.Owner} {
+	for _, want := range []string{"is the director", "applied service definitions: rec", "set alert file", "(by root@socket [admin])", "STARTING on " + s2.Owner} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the event log lacks %q", want)
 		}
@@ -287,7 +287,7 @@ func TestExec(t *testing.T) {
 	}
 	c.eventually(10*time.Second, "the exec runs in the event log", func() (bool, string) {
 		out := c.mustCLI(2, "events", "--kind", "operator")
-		return strings.Contains(out, "exec on m1,m2,m3: sh -c 'echo hello from $VIGIL_MEMBER' → m1 rc=0, m2 rc=0, m3 rc=0  (by root@socket)") &&
+		return strings.Contains(out, "exec on m1,m2,m3: sh -c 'echo hello from $VIGIL_MEMBER' → m1 rc=0, m2 rc=0, m3 rc=0  (by root@socket [admin])") &&
 			strings.Contains(out, "exec on m2: sleep 30 → m2 rc=-1"), out
 	})
 }

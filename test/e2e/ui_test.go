@@ -156,6 +156,26 @@ func TestDashboard(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("login"))); err != nil {
 		t.Fatalf("a wrong token: %v", err)
 	}
+
+	// A viewer's token: the page shows the cluster but no buttons.
+	out := c.mustCLI(watcher, "token", "create", "watcher", "--role", "viewer")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("token"), lines[len(lines)-1]),
+		chromedp.Click(chromedp.ID("login-button")),
+		chromedp.WaitVisible(chromedp.CSS(`#services tr[data-service="rec"]`)),
+	); err != nil {
+		t.Fatalf("signing in as a viewer: %v", err)
+	}
+	var who string
+	waitJS(t, ctx, 10*time.Second, "the viewer's page", `(() => {
+		const b = document.querySelector('#services button.relocate');
+		return b && getComputedStyle(b).display === "none" ? document.getElementById("whoami").textContent : "";
+	})()`, &who)
+	t.Logf("signed in as %s: no buttons", who)
+	if !strings.Contains(who, "token:watcher") || !strings.Contains(who, "[viewer]") {
+		t.Errorf("whoami shows %q", who)
+	}
 }
 
 // waitJS polls a JavaScript expression until it returns a non-empty string.

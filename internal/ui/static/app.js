@@ -42,6 +42,7 @@ async function api(method, path, body) {
 }
 
 function showLogin(msg) {
+  state.role = "";
   $("app").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = msg || "";
@@ -131,6 +132,13 @@ async function act(method, path, body, what) {
 
 async function refresh() {
   try {
+    if (!state.role) {
+      const me = await api("GET", "/v1/whoami");
+      state.role = me.role;
+      $("whoami").textContent = me.who;
+      // Viewers see no buttons: the API would refuse them anyway.
+      document.body.classList.toggle("viewer", me.role === "viewer");
+    }
     const [st, ss] = await Promise.all([api("GET", "/v1/status"), api("GET", "/v1/services")]);
     renderStatus(st);
     renderServices(ss);
@@ -211,6 +219,7 @@ function scheduleRefresh() {
 $("login-form").addEventListener("submit", (e) => {
   e.preventDefault();
   state.token = $("token").value.trim();
+  state.role = "";
   sessionStorage.setItem("vigil-token", state.token);
   $("login-error").textContent = "";
   refresh();
