@@ -409,10 +409,11 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 			switch {
 			case old != "":
 				a.emit(client.Event{Kind: client.EventMember, Member: n, Message: memberChange(n, old, dm.State, up, now.Sub(last), onLinks)})
-			case dm.State != director.MemberUp:
+			case dm.State != director.MemberUp && now.Sub(termStart) < 10*time.Second && now.Sub(m.Joined) > 10*time.Second:
 				// A new director that never saw the member: its first
 				// look is news unless the member is UP (a director that
-				// failed with its member is found DOWN this way).
+				// failed with its member is found DOWN this way), or
+				// has only just joined.
 				a.emit(client.Event{Kind: client.EventMember, Member: n, Message: memberChange(n, "", dm.State, up, now.Sub(last), onLinks)})
 			}
 		}

@@ -146,15 +146,19 @@ func (a *Agent) Doctor(ctx context.Context) *client.DoctorReport {
 		}()
 	}
 	wg.Wait()
+	// A member that does not answer is one finding: its links and ports
+	// are not checked while it is away.
+	away := map[string]bool{}
 	for i, m := range names {
 		if errs[i] != nil {
-			add(finding("reachable", m, client.CheckFail, "%s did not answer: %v; is its agent running (systemctl status vigil) and its cluster port open?", m, errs[i]))
+			away[m] = true
+			add(finding("reachable", m, client.CheckFail, "%s did not answer: %v; is it powered on and its agent running (systemctl status vigil), and its cluster port open? (its links and ports are not checked until it answers)", m, errs[i]))
 			continue
 		}
 		add(a.memberFindings(st, facts[i], rtts[i], skews[i])...)
 	}
-	add(a.linkFindings(ctx, st)...)
-	add(a.portFindings(ctx, st)...)
+	add(a.linkFindings(ctx, st, away)...)
+	add(a.portFindings(ctx, st, away)...)
 	add(fencingFindings(st)...)
 
 	r := &client.DoctorReport{Findings: out}
@@ -250,7 +254,7 @@ func (a *Agent) memberFindings(st *cdb.State, f *rpc.DoctorFacts, rtt, skew time
 }
 
 // linkFindings checks every link both ways against the timing profile.
-func (a *Agent) linkFindings(ctx context.Context, st *cdb.State) []client.Finding {
+func (a *Agent) linkFindings(ctx context.Context, st *cdb.State, away map[string]bool) []client.Finding {
 	prof, ok := config.Profiles[st.Cluster.Profile]
 	if !ok {
 		prof = a.prof
@@ -258,7 +262,13 @@ func (a *Agent) linkFindings(ctx context.Context, st *cdb.State) []client.Findin
 	var out []client.Finding
 	clean := 0
 	for _, r := range a.Links(ctx) {
+		if away[r.Member] {
+			continue
+		}
 		for _, l := range r.Links {
+			if away[l.To] {
+				continue
+			}
 			where := fmt.Sprintf("%s → %s on link %d (%s)", l.From, l.To, l.Link, l.Addr)
 			rtt, mx := time.Duration(l.RTTMicros)*time.Microsecond, time.Duration(l.MaxMicros)*time.Microsecond
 			switch {
@@ -288,10 +298,13 @@ func (a *Agent) linkFindings(ctx context.Context, st *cdb.State) []client.Findin
 
 // portFindings checks from here that every member's cluster and API ports
 // accept connections.
-func (a *Agent) portFindings(ctx context.Context, st *cdb.State) []client.Finding {
+func (a *Agent) portFindings(ctx context.Context, st *cdb.State, away map[string]bool) []client.Finding {
 	type target struct{ member, what, addr string }
 	var ts []target
 	for _, n := range st.MemberNames() {
+		if away[n] {
+			continue
+		}
 		m := st.Members[n]
 		for i, l := range m.Links {
 			ts = append(ts, target{n, fmt.Sprintf("cluster port on link %d", i), config.RPCAddress(l)})
