@@ -261,7 +261,7 @@ func (a *Agent) serveAPI() error {
 	if err != nil {
 		return fmt.Errorf("API address %s: %w", a.cfg.API, err)
 	}
-	a.https = &http.Server{Handler: srv.Remote(), TLSConfig: a.id.ServerConfig("h2", "http/1.1"),
+	a.https = &http.Server{Handler: srv.Remote(), TLSConfig: a.id.APIServerConfig("h2", "http/1.1"),
 		ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
 	go a.https.ServeTLS(ln, "", "")
 	sock := filepath.Join(a.dir, SocketFile)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"sort"
@@ -24,6 +25,11 @@ import (
 func (a *Agent) AdminTokenHash() string {
 	sum := sha256.Sum256([]byte(a.adminToken))
 	return hex.EncodeToString(sum[:])
+}
+
+// VerifyClient implements api.Backend.
+func (a *Agent) VerifyClient(chain []*x509.Certificate) (*x509.Certificate, error) {
+	return pki.VerifyClient(a.id.Pool, chain, time.Now())
 }
 
 // AllowedCert implements api.Backend.

@@ -161,12 +161,13 @@ var (
 	descDLMReady   = prometheus.NewDesc("vigil_dlm_ready", "1 when this member's lock manager grants (in the view, recovered, quorum).", nil, nil)
 	descLinkRTT    = prometheus.NewDesc("vigil_link_rtt_seconds", "Median round trip of this member's latest probes of a member on a link.", []string{"member", "link"}, nil)
 	descLinkLoss   = prometheus.NewDesc("vigil_link_loss_ratio", "Share of this member's latest probes of a member on a link that were lost.", []string{"member", "link"}, nil)
+	descGossipRej  = prometheus.NewDesc("vigil_gossip_rejected_total", "Gossip packets and streams dropped because the cluster key did not open them.", nil, nil)
 	descDLMOps     = prometheus.NewDesc("vigil_dlm_operations_total", "Lock manager requests of this member's clients, by operation.", []string{"op"}, nil)
 )
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMemberUp, descLinkUp, descQuorum, descVotes, descDirector, descIsDirector,
-		descService, descEpoch, descFails, descLeaseValid, descCDBIndex, descDLM, descDLMSess, descDLMReady, descDLMOps, descLinkRTT, descLinkLoss} {
+		descService, descEpoch, descFails, descLeaseValid, descCDBIndex, descDLM, descDLMSess, descDLMReady, descDLMOps, descLinkRTT, descLinkLoss, descGossipRej} {
 		ch <- d
 	}
 }
@@ -186,6 +187,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLinkUp, prometheus.GaugeValue, b2f(l.Up), mb.Name, l.Addr)
 		}
 	}
+	ch <- prometheus.MustNewConstMetric(descGossipRej, prometheus.CounterValue, float64(a.ml.Rejected()))
 	for _, l := range a.ml.LinkStats() {
 		if l.Sent == 0 {
 			continue

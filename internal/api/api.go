@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -81,6 +82,9 @@ type Backend interface {
 	CreateToken(ctx context.Context, r client.TokenCreateRequest, by string) (*client.TokenCreateResponse, error)
 	Tokens(ctx context.Context) []client.APIToken
 	RevokeToken(ctx context.Context, idOrName, by string) error
+	// VerifyClient checks a client certificate chain against the cluster
+	// CA and returns its leaf, or says why it is refused.
+	VerifyClient(chain []*x509.Certificate) (*x509.Certificate, error)
 	// AllowedCert says whether a member certificate (common name, serial
 	// in hex) still speaks for a member.
 	AllowedCert(cn, serial string) bool
@@ -286,8 +290,11 @@ type caller struct{ who, role string }
 
 // identify finds the caller of a TCP request.
 func (s *Server) identify(r *http.Request) (caller, error) {
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
-		leaf := r.TLS.VerifiedChains[0][0]
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		leaf, err := s.b.VerifyClient(r.TLS.PeerCertificates)
+		if err != nil {
+			return caller{}, cdb.Refuse(cdb.ErrDenied, "%v", err)
+		}
 		if s.b.AllowedCert(leaf.Subject.CommonName, pki.Serial(leaf.SerialNumber)) {
 			return caller{who: "member:" + leaf.Subject.CommonName, role: client.RoleAdmin}, nil
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -695,4 +696,8 @@ func TestRoles(t *testing.T) {
 	if fb.by != "token:ops@192.0.2.1:1234 [operator]" {
 		t.Errorf("audited as %q", fb.by)
 	}
+}
+
+func (f *fakeBackend) VerifyClient(chain []*x509.Certificate) (*x509.Certificate, error) {
+	return chain[0], nil
 }

@@ -15,6 +15,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -96,7 +97,14 @@ type Membership struct {
 	peers map[string]*Peer // guarded by mu
 
 	probe *prober // the link statistics (probe.go)
+
+	// rejected counts gossip dropped for lacking the cluster key.
+	rejected atomic.Uint64
 }
+
+// Rejected is how many gossip packets and streams were dropped because
+// they were not sealed with the cluster key (another cluster, a stranger).
+func (m *Membership) Rejected() uint64 { return m.rejected.Load() }
 
 // Start binds every link and starts gossip.
 func Start(opts Options) (*Membership, error) {
@@ -140,7 +148,7 @@ func (m *Membership) config(i int, addr string) *memberlist.Config {
 	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
 	c.Delegate = &delegate{m: m}
 	c.Events = &events{m: m, link: i}
-	c.Logger = log.New(&logFilter{log: m.log, link: i, debug: m.opts.Debug}, "", 0)
+	c.Logger = log.New(&logFilter{log: m.log, link: i, debug: m.opts.Debug, rejected: &m.rejected}, "", 0)
 	return c
 }
 
@@ -288,9 +296,10 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 
 // logFilter turns memberlist's log lines into slog records.
 type logFilter struct {
-	log   *slog.Logger
-	link  int
-	debug func() bool
+	log      *slog.Logger
+	link     int
+	debug    func() bool
+	rejected *atomic.Uint64
 }
 
 var _ io.Writer = (*logFilter)(nil)
@@ -303,6 +312,17 @@ func (f *logFilter) Write(b []byte) (int, error) {
 			f.log.Debug(line, "link", f.link)
 		}
 	case bytes.Contains(b, []byte("[ERR]")):
+		// memberlist drops what the cluster key does not open: a UDP
+		// packet ("Decrypt packet failed") or a TCP stream ("failed to
+		// receive: ... decrypt ..."). Count both.
+		if bytes.Contains(b, []byte("Decrypt packet failed")) || (bytes.Contains(b, []byte("failed to receive")) &&
+			(bytes.Contains(b, []byte("decrypt")) || bytes.Contains(b, []byte("not encrypted")) || bytes.Contains(b, []byte("encryption")))) {
+			if f.rejected != nil {
+				f.rejected.Add(1)
+			}
+			f.log.Warn("gossip without the cluster key dropped: "+line, "link", f.link)
+			break
+		}
 		f.log.Warn(line, "link", f.link)
 	case bytes.Contains(b, []byte("[WARN]")):
 		f.log.Info(line, "link", f.link)

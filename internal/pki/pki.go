@@ -326,3 +326,42 @@ func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
 	return n
 }
+
+// APIServerConfig is the HTTPS API's server side: it asks for a client
+// certificate without checking it in the handshake, so that the API can
+// refuse a bad one with an answer that says why (VerifyClient).
+func (id *Identity) APIServerConfig(protos ...string) *tls.Config {
+	c := id.ServerConfig(protos...)
+	c.ClientAuth = tls.RequestClientCert
+	return c
+}
+
+// VerifyClient checks a client's certificate chain (leaf first) against
+// the cluster CA at now, for client authentication, and says in words why
+// it is refused.
+func VerifyClient(pool *x509.CertPool, chain []*x509.Certificate, now time.Time) (*x509.Certificate, error) {
+	if len(chain) == 0 {
+		return nil, errors.New("no client certificate")
+	}
+	leaf := chain[0]
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err == nil {
+		return leaf, nil
+	}
+	var inv x509.CertificateInvalidError
+	var ua x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &inv) && inv.Reason == x509.Expired && now.After(leaf.NotAfter):
+		return nil, fmt.Errorf("the client certificate of %s expired at %s: renew it (a member renews its own before then; see vigil doctor)", leaf.Subject.CommonName, leaf.NotAfter.UTC().Format(time.RFC3339))
+	case errors.As(err, &inv) && inv.Reason == x509.Expired:
+		return nil, fmt.Errorf("the client certificate of %s is not valid before %s: check this machine's clock", leaf.Subject.CommonName, leaf.NotBefore.UTC().Format(time.RFC3339))
+	case errors.As(err, &ua):
+		return nil, fmt.Errorf("the client certificate of %s is not signed by this cluster's CA (it belongs to another cluster?): use this cluster's data dir, or an API token", leaf.Subject.CommonName)
+	}
+	return nil, fmt.Errorf("the client certificate of %s is refused: %v", leaf.Subject.CommonName, err)
+}

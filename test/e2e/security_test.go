@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/vigil-cluster/vigil/client"
+	"github.com/vigil-cluster/vigil/internal/pki"
+)
+
+// apiGet calls GET path on an agent's HTTPS API with the given client
+// certificates (none for nil), not checking the server (the test checks
+// the server's answer, not its identity).
+func apiGet(t *testing.T, api, path string, certs []tls.Certificate) (int, string) {
+	t.Helper()
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}
+	if len(certs) > 0 {
+		// Sent whatever CAs the server names, as a hostile client would.
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &certs[0], nil }
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	resp, err := hc.Get("https://" + api + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestHostileClients: a client with a certificate of another cluster's CA,
+// with an expired certificate of this cluster's CA, or with none, is
+// refused with a message that says why; a host gossiping with another
+// cluster key cannot join or be heard, and its packets are counted.
+func TestHostileClients(t *testing.T) {
+	c := startCluster(t, 3)
+	api := c.Members[0].API
+
+	// Another cluster's member certificate.
+	other := filepath.Join(t.TempDir(), "other")
+	runVigil(t, "", "cluster", "create", "--name", "other", "--member", "x1", "--address", "127.0.0.1:"+freePort(t),
+		"--api", "127.0.0.1:"+freePort(t), "--data-dir", other)
+	oid, err := pki.Load(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := apiGet(t, api, "/v1/status", []tls.Certificate{oid.Cert})
+	if code != 403 || !strings.Contains(body, "the client certificate of x1 is not signed by this cluster's CA") {
+		t.Errorf("another CA's certificate: %d %s", code, body)
+	}
+
+	// This cluster's CA, but expired.
+	id, err := pki.Load(c.Members[0].Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(4242), Subject: pkix.Name{CommonName: "m1"},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, id.CA.Cert, id.Cert.Leaf.PublicKey, id.CA.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: id.Cert.PrivateKey}
+	code, body = apiGet(t, api, "/v1/status", []tls.Certificate{expired})
+	if code != 403 || !strings.Contains(body, "the client certificate of m1 expired at "+tmpl.NotAfter.UTC().Format(time.RFC3339)) {
+		t.Errorf("an expired certificate: %d %s", code, body)
+	}
+	code, body = apiGet(t, api, "/v1/status", nil)
+	if code != 403 || !strings.Contains(body, "needs a client certificate of the cluster CA") {
+		t.Errorf("no credentials: %d %s", code, body)
+	}
+	code, _ = apiGet(t, api, "/v1/status", []tls.Certificate{id.Cert})
+	if code != 200 {
+		t.Errorf("the member's own certificate: %d", code)
+	}
+
+	// A stranger with another cluster key tries to join m2's gossip.
+	key := make([]byte, 32)
+	rand.Read(key)
+	cfg := memberlist.DefaultLANConfig()
+	cfg.Name, cfg.BindAddr, cfg.BindPort, cfg.AdvertiseAddr = "intruder", "127.0.0.1", 0, "127.0.0.1"
+	cfg.SecretKey, cfg.GossipVerifyIncoming, cfg.GossipVerifyOutgoing = key, true, true
+	cfg.Logger = log.New(io.Discard, "", 0)
+	ml, err := memberlist.Create(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ml.Shutdown()
+	if n, err := ml.Join([]string{c.Members[1].Address}); err == nil {
+		t.Errorf("a host with another cluster key joined the gossip (%d contacted)", n)
+	}
+	// Its UDP pings are dropped too.
+	addr, _ := netUDPAddr(c.Members[1].Address)
+	for range 3 {
+		ml.Ping("m2", addr)
+	}
+	c.eventually(10*time.Second, "m2 counts the strangers' gossip", func() (bool, string) {
+		m := scrape(t, c.Members[1].Dir)
+		n := metricValue(m, "vigil_gossip_rejected_total")
+		return n >= 2, fmt.Sprintf("vigil_gossip_rejected_total %v", n)
+	})
+	var ms []client.Member
+	if err := json.Unmarshal([]byte(c.mustCLI(1, "members", "--json")), &ms); err != nil || len(ms) != 3 {
+		t.Errorf("the members after the intrusion: %v %+v", err, ms)
+	}
+}
+
+var metricRE = regexp.MustCompile(`(?m)^(\S+) (\S+)$`)
+
+// metricValue is the value of a metric without labels, -1 when absent.
+func metricValue(text, name string) float64 {
+	for _, m := range metricRE.FindAllStringSubmatch(text, -1) {
+		if m[1] == name {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			return v
+		}
+	}
+	return -1
+}
+
+// freePort returns a TCP port free on 127.0.0.1 now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+func netUDPAddr(hostport string) (*net.UDPAddr, error) { return net.ResolveUDPAddr("udp", hostport) }
