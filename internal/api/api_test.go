@@ -166,6 +166,7 @@ var bodyEndpoints = []struct {
 	{"PUT", "/v1/log-level", `{"level":"debug","all":true}`, `{"level":"debug","all":"yes"}`},
 	{"PUT", "/v1/alerts/a", `{"name":"a","path":"/bin/true"}`, `{"name":"a","path":7}`},
 	{"POST", "/v1/exec", `{"all":true,"command":["uptime"]}`, `{"all":true,"command":"uptime"}`},
+	{"POST", "/v1/tokens", `{"name":"t","role":"viewer"}`, `{"name":"t","role":1}`},
 }
 
 func TestBadBodies(t *testing.T) {
@@ -408,7 +409,9 @@ func TestDecodeStrict(t *testing.T) {
 
 // requestTypes are the bodies the API decodes.
 func requestTypes() []any {
-	return []any{&client.AddMemberRequest{}, &client.Settings{}, &client.LogLevelRequest{}}
+	return []any{&client.AddMemberRequest{}, &client.Settings{}, &client.LogLevelRequest{}, &client.Alert{}, &client.ExecRequest{},
+		&client.TokenCreateRequest{}, &client.AlertTestRequest{}, &client.LockProbeRequest{}, &client.ServiceRequest{}, &client.Toggle{},
+		&client.FenceDevice{}}
 }
 
 func FuzzDecodeStrict(f *testing.F) {
@@ -447,7 +450,8 @@ func FuzzDecodeStrict(f *testing.F) {
 // fuzzRoutes are the routes FuzzAPIBodies sends bodies to.
 var fuzzRoutes = []struct{ method, path string }{
 	{"POST", "/v1/members"}, {"PUT", "/v1/settings"}, {"PUT", "/v1/log-level"}, {"POST", "/v1/cdb/restore"},
-	{"DELETE", "/v1/members/m2"}, {"GET", "/v1/status"},
+	{"DELETE", "/v1/members/m2"}, {"GET", "/v1/status"}, {"PUT", "/v1/alerts/a"}, {"POST", "/v1/exec"}, {"POST", "/v1/tokens"},
+	{"POST", "/v1/alerts/test"}, {"PUT", "/v1/maintenance"}, {"POST", "/v1/services/web/relocate"}, {"DELETE", "/v1/tokens/t"},
 }
 
 func FuzzAPIBodies(f *testing.F) {
@@ -700,4 +704,27 @@ func TestRoles(t *testing.T) {
 
 func (f *fakeBackend) VerifyClient(chain []*x509.Certificate) (*x509.Certificate, error) {
 	return chain[0], nil
+}
+
+// FuzzEventQuery sends any query to GET /v1/events: a filter or a described
+// refusal, never a panic or a 500.
+func FuzzEventQuery(f *testing.F) {
+	for _, q := range []string{"", "after=3&kind=service", "since=10m&limit=5", "since=2026-12-04T21:00:00Z", "wait=1s&after=1",
+		"limit=-1", "kind=%00", "after=99999999999999999999", "since=9999999h", "a=b&a=c"} {
+		f.Add(q)
+	}
+	s, _ := newServer(f)
+	f.Fuzz(func(t *testing.T, q string) {
+		r := httptest.NewRequest("GET", "/v1/events", nil)
+		r.URL.RawQuery = q
+		if _, err := EventFilter(r); err != nil && !errors.Is(err, cdb.ErrInvalid) {
+			t.Fatalf("query %q: error %v is not a described ErrInvalid", q, err)
+		}
+		w := httptest.NewRecorder()
+		r.URL.RawQuery = strings.ReplaceAll(q, "wait=", "x=") // no long polls in the fuzzer
+		s.Local().ServeHTTP(w, r)
+		if w.Code != 200 && w.Code != 400 {
+			t.Fatalf("query %q: status %d: %s", q, w.Code, w.Body)
+		}
+	})
 }
