@@ -26,6 +26,9 @@ const (
 	skewWarn      = 500 * time.Millisecond
 	skewFail      = 30 * time.Second
 	doctorTimeout = 20 * time.Second
+	// doctorMemberTimeout bounds one member's own checks (OCF validate-all
+	// included).
+	doctorMemberTimeout = 8 * time.Second
 )
 
 func finding(check, member, result, format string, args ...any) client.Finding {
@@ -133,7 +136,11 @@ func (a *Agent) Doctor(ctx context.Context) *client.DoctorReport {
 				facts[i] = a.doctorFacts(ctx)
 			} else {
 				var f rpc.DoctorFacts
-				if err := a.callOnce(ctx, m, "Doctor", &rpc.Empty{}, &f); err != nil {
+				// A member just powered off can hold a dial for long: bound
+				// each member, so the later checks keep their time.
+				cctx, cancel := context.WithTimeout(ctx, doctorMemberTimeout)
+				defer cancel()
+				if err := a.callOnce(cctx, m, "Doctor", &rpc.Empty{}, &f); err != nil {
 					errs[i] = err
 					return
 				}
