@@ -326,7 +326,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c caller) {
 	if rank(c.role) < rank(need) {
 		what := r.Method + " " + r.URL.Path
 		s.log.Warn("refused API call: role too low", "who", c.who, "role", c.role, "call", what, "needs", need)
-		s.b.Denied(r.Context(), c.who+"("+c.role+")", what, need)
+		s.b.Denied(r.Context(), c.who+" ["+c.role+"]", what, need)
 		writeError(w, cdb.Refuse(cdb.ErrDenied, "role %s may not %s: it needs role %s; ask an admin for a token with `vigil token create --role %s`", c.role, what, need, need))
 		return
 	}
