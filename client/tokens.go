@@ -67,3 +67,18 @@ func (c *Client) WhoAmI(ctx context.Context) (*WhoAmI, error) {
 
 // APITokenPrefix starts every API token.
 const APITokenPrefix = "vigil-api-"
+
+// CertInfo describes a member's certificate after a renewal.
+type CertInfo struct {
+	Member   string    `json:"member"`
+	Serial   string    `json:"serial"`
+	Previous string    `json:"previous"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// RenewCert renews the answering member's certificate now.
+func (c *Client) RenewCert(ctx context.Context) (*CertInfo, error) {
+	var out CertInfo
+	err := c.do(ctx, "POST", "/v1/cert/renew", nil, &out)
+	return &out, err
+}

@@ -107,6 +107,8 @@ type Agent struct {
 	metrics *metrics
 	// sd speaks to systemd when the agent runs under it (systemd.go).
 	sd *systemd
+	// certMu serializes certificate renewals (certs.go).
+	certMu sync.Mutex
 }
 
 // New loads the data dir. logOut receives the logs.
@@ -235,6 +237,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	go a.eventLoop(ctx)
 	go a.alertLoop(ctx)
 	go a.countEvents(ctx)
+	go a.certLoop(ctx)
 	lrmCtx, stopLRM := context.WithCancel(context.Background())
 	defer stopLRM()
 	go a.lrmLoop(lrmCtx)

@@ -38,7 +38,9 @@ func finding(check, member, result, format string, args ...any) client.Finding {
 // doctorFacts are this member's own checks.
 func (a *Agent) doctorFacts(ctx context.Context) *rpc.DoctorFacts {
 	f := &rpc.DoctorFacts{Member: a.cfg.Name, ClusterID: a.cfg.ClusterID, Version: Version, Profile: a.cfg.Profile,
-		Attrs: a.cfg.Attributes, CertUntil: a.id.Leaf.NotAfter, Now: time.Now()}
+		Attrs: a.cfg.Attributes, Now: time.Now()}
+	_, leaf := a.id.Current()
+	f.CertUntil = leaf.NotAfter
 	if a.id.CA != nil && a.id.CA.Cert != nil {
 		f.CAUntil, f.CAPrint = a.id.CA.Cert.NotAfter, pki.Fingerprint(a.id.CA.Cert)
 	}

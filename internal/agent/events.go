@@ -178,7 +178,7 @@ func (a *Agent) alertLoop(ctx context.Context) {
 		sem    = make(chan struct{}, 8) // runs at once
 	)
 	for {
-		_, more := a.store.Events(client.EventFilter{After: ^uint64(0)})
+		more := a.store.EventsChanged()
 		start, _ := a.term.snapshot()
 		leading := !start.IsZero() && a.store.IsLeader()
 		switch {

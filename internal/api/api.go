@@ -82,6 +82,8 @@ type Backend interface {
 	CreateToken(ctx context.Context, r client.TokenCreateRequest, by string) (*client.TokenCreateResponse, error)
 	Tokens(ctx context.Context) []client.APIToken
 	RevokeToken(ctx context.Context, idOrName, by string) error
+	// RenewCert renews the answering member's certificate now.
+	RenewCert(ctx context.Context, by string) (*client.CertInfo, error)
 	// VerifyClient checks a client certificate chain against the cluster
 	// CA and returns its leaf, or says why it is refused.
 	VerifyClient(chain []*x509.Certificate) (*x509.Certificate, error)
@@ -183,6 +185,10 @@ func New(b Backend, log *slog.Logger) *Server {
 	})
 	s.mux.HandleFunc("GET /v1/events", s.events)
 	s.mux.HandleFunc("GET /v1/events/stream", s.eventStream)
+	s.mux.HandleFunc("POST /v1/cert/renew", func(w http.ResponseWriter, r *http.Request) {
+		out, err := s.b.RenewCert(r.Context(), Who(r.Context()))
+		reply(w, out, err)
+	})
 	s.mux.HandleFunc("GET /v1/whoami", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, client.WhoAmI{Who: Who(r.Context()), Role: RoleIn(r.Context())})
 	})

@@ -728,3 +728,7 @@ func FuzzEventQuery(f *testing.F) {
 		}
 	})
 }
+
+func (f *fakeBackend) RenewCert(context.Context, string) (*client.CertInfo, error) {
+	return &client.CertInfo{}, nil
+}

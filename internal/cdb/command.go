@@ -44,6 +44,7 @@ const (
 	OpAlertRemove    Op = "alert-remove"
 	OpAPITokenCreate Op = "api-token-create"
 	OpAPITokenRevoke Op = "api-token-revoke"
+	OpCertRenew      Op = "cert-renew"
 )
 
 // Command is one entry of the Raft log. At is the proposer's clock, so that
@@ -76,6 +77,10 @@ type Command struct {
 	Alert *client.Alert `json:"alert,omitempty"`
 	// APIToken is OpAPITokenCreate's token (its secret hashed).
 	APIToken *APIToken `json:"api_token,omitempty"`
+	// Serial and PrevSerial are OpCertRenew's new certificate serial and
+	// the one it replaces (hex).
+	Serial     string `json:"serial,omitempty"`
+	PrevSerial string `json:"prev_serial,omitempty"`
 }
 
 // InitArgs create the cluster's first state.
@@ -302,6 +307,20 @@ func (s *State) apply(c *Command) (any, error) {
 			return nil, refuse(ErrNotFound, "alert %s does not exist (see `vigil alert list`)", c.Member)
 		}
 		delete(s.Alerts, c.Member)
+		return nil, nil
+
+	case OpCertRenew:
+		m, ok := s.Members[c.Member]
+		if !ok {
+			return nil, refuse(ErrNotFound, "member %s is not in the cluster", c.Member)
+		}
+		if c.Serial == "" || c.PrevSerial == "" {
+			return nil, refuse(ErrInvalid, "cert-renew without the serials")
+		}
+		if m.CertSerial != "" && m.CertSerial != c.PrevSerial {
+			return nil, refuse(ErrConflict, "member %s's certificate is %s, not %s: it was renewed meanwhile; try again", c.Member, m.CertSerial, c.PrevSerial)
+		}
+		m.PrevCertSerial, m.CertSerial = c.PrevSerial, c.Serial
 		return nil, nil
 
 	case OpTokensPrune:

@@ -107,6 +107,14 @@ func (s *Store) Events(f client.EventFilter) ([]client.Event, <-chan struct{}) {
 	return s.fsm.log.query(f)
 }
 
+// EventsChanged returns a channel closed when events are next added.
+func (s *Store) EventsChanged() <-chan struct{} {
+	l := s.fsm.log
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.wake
+}
+
 // EventLogSize is the setting event-log-size.
 func (s *State) EventLogSize() int {
 	if n, err := strconv.Atoi(s.Settings["event-log-size"]); err == nil {
@@ -189,6 +197,8 @@ func eventsOf(c *Command, before *commandBefore, s *State, err error) []client.E
 		return []client.Event{ev(client.EventFence, c.Member, "", "fence record of member "+c.Member+" cleared: it is UP again")}
 	case OpDLMView, OpTokensPrune:
 		return nil
+	case OpCertRenew:
+		return []client.Event{ev(client.EventConfig, c.Member, "", fmt.Sprintf("member %s renewed its certificate: serial %s replaces %s (which is accepted until it expires)", c.Member, c.Serial, c.PrevSerial))}
 	}
 	if c.By == "" {
 		return nil

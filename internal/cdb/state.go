@@ -73,6 +73,10 @@ type Member struct {
 	// CertSerial is the serial (hex) of the certificate issued to the
 	// member; only that certificate speaks for it.
 	CertSerial string `json:"cert_serial,omitempty"`
+	// PrevCertSerial is the certificate CertSerial renewed: it still speaks
+	// for the member until it expires, so connections made before the
+	// renewal and a member that restarts with its old files keep working.
+	PrevCertSerial string `json:"prev_cert_serial,omitempty"`
 	// Draining is `vigil member drain`: services move away, nothing new
 	// is placed here.
 	Draining bool `json:"draining,omitempty"`
@@ -174,7 +178,7 @@ func (s *State) Allowed(cn, serial string) bool {
 		return true
 	}
 	m, ok := s.Members[cn]
-	return ok && (m.CertSerial == "" || m.CertSerial == serial)
+	return ok && (m.CertSerial == "" || m.CertSerial == serial || (m.PrevCertSerial != "" && m.PrevCertSerial == serial))
 }
 
 // checkMember validates a member record carried by a command.

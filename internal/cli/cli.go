@@ -122,7 +122,7 @@ func newRoot(ctx context.Context, g *globals) *cobra.Command {
 		clusterCmd(g), memberCmd(g), membersCmd(g), statusCmd(g), agentCmd(g), settingsCmd(g),
 		cdbCmd(g), logLevelCmd(g), demoCmd(g), versionCmd(g),
 		applyCmd(g, false), applyCmd(g, true), serviceCmd(g), maintenanceCmd(g), serveNameCmd(g), fenceCmd(g),
-		lockCmd(g), locksCmd(g), eventsCmd(g), alertCmd(g), linksCmd(g), execCmd(g), doctorCmd(g), tokenCmd(g),
+		lockCmd(g), locksCmd(g), eventsCmd(g), alertCmd(g), linksCmd(g), execCmd(g), doctorCmd(g), tokenCmd(g), certCmd(g),
 		genCmd(g, func() *cobra.Command { return newRoot(ctx, g) }),
 	)
 	return root
@@ -164,7 +164,7 @@ func (g *globals) client() (*client.Client, error) {
 		if g.token != "" {
 			// A token given on purpose speaks with its own role: the
 			// member certificate (an admin) is not shown.
-			o.TLS.Certificates = nil
+			o.TLS.GetClientCertificate = nil
 		}
 	} else {
 		if g.caFile == "" {

@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 )
 
@@ -169,12 +170,65 @@ func (ca *CA) IssueSerial(member string, pubDER []byte, hosts []string, serialHe
 // Serial renders a certificate serial number.
 func Serial(n *big.Int) string { return n.Text(16) }
 
-// Identity is what a member loads from its data dir.
+// Identity is what a member loads from its data dir. Cert and Leaf are
+// the certificate loaded; after a renewal (Replace) the TLS configurations
+// of ServerConfig and ClientConfig offer the new one, and Current returns it.
 type Identity struct {
 	CA   *CA
 	Cert tls.Certificate
 	Leaf *x509.Certificate
 	Pool *x509.CertPool
+
+	cur atomic.Pointer[current] // set by Replace
+}
+
+type current struct {
+	cert tls.Certificate
+	leaf *x509.Certificate
+}
+
+// Current returns the certificate in use and its leaf.
+func (id *Identity) Current() (*tls.Certificate, *x509.Certificate) {
+	if c := id.cur.Load(); c != nil {
+		return &c.cert, c.leaf
+	}
+	return &id.Cert, id.Leaf
+}
+
+// Replace puts a renewed certificate in use: every handshake after it
+// offers the new one.
+func (id *Identity) Replace(cert tls.Certificate) error {
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return err
+	}
+	id.cur.Store(&current{cert: cert, leaf: leaf})
+	return nil
+}
+
+// Renew issues a new certificate for the member with a new key and serial,
+// with the hosts of the old one, signed by the CA (every member holds the CA
+// key). It returns the PEM files and the TLS certificate, not yet in use.
+func (id *Identity) Renew() (certPEM, keyPEM []byte, serial string, cert tls.Certificate, err error) {
+	if id.CA == nil || id.CA.Key == nil {
+		return nil, nil, "", cert, errors.New("this data dir has no CA key: a member cannot renew its certificate without it")
+	}
+	_, leaf := id.Current()
+	_, keyPEM, pubDER, err := NewKey()
+	if err != nil {
+		return nil, nil, "", cert, err
+	}
+	var hosts []string
+	for _, ip := range leaf.IPAddresses {
+		hosts = append(hosts, ip.String())
+	}
+	hosts = append(hosts, leaf.DNSNames...)
+	certPEM, serial, err = id.CA.Issue(leaf.Subject.CommonName, pubDER, hosts)
+	if err != nil {
+		return nil, nil, "", cert, err
+	}
+	cert, err = tls.X509KeyPair(append(append([]byte{}, certPEM...), id.CA.CertPEM...), keyPEM)
+	return certPEM, keyPEM, serial, cert, err
 }
 
 // WriteFiles stores the CA and member files in dir with mode 0600.
@@ -231,20 +285,26 @@ func Load(dir string) (*Identity, error) {
 // advertises the protocols.
 func (id *Identity) ServerConfig(protos ...string) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{id.Cert},
-		ClientCAs:    id.Pool,
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		NextProtos:   protos,
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c, _ := id.Current()
+			return c, nil
+		},
+		ClientCAs:  id.Pool,
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		NextProtos: protos,
 	}
 }
 
 // ClientConfig is the TLS 1.3 client side with the member certificate.
 func (id *Identity) ClientConfig(proto string) *tls.Config {
 	c := &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{id.Cert},
-		RootCAs:      id.Pool,
+		MinVersion: tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, _ := id.Current()
+			return c, nil
+		},
+		RootCAs: id.Pool,
 		// Members are dialled by address; the certificate is checked against
 		// the CA, and the member name is checked by the caller where it matters.
 		ServerName: "localhost",

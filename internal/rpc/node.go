@@ -329,6 +329,21 @@ func (p *Pool) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
+// Renew makes every later call dial again (with the identity's current
+// certificate, after a renewal); the old connections are closed after
+// grace, so calls under way on them finish.
+func (p *Pool) Renew(grace time.Duration) {
+	p.mu.Lock()
+	old := p.conns
+	p.conns = map[string]*grpc.ClientConn{}
+	p.mu.Unlock()
+	time.AfterFunc(grace, func() {
+		for _, c := range old {
+			c.Close()
+		}
+	})
+}
+
 // Close closes every connection.
 func (p *Pool) Close() {
 	p.mu.Lock()

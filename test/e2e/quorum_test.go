@@ -86,6 +86,14 @@ func TestQuorumLoss(t *testing.T) {
 		r := c.cli(keep, "settings", "set", "user.after=1")
 		return r.code == 0, r.out
 	})
+	// The member alone noted its quorum loss while it could not write, and
+	// recorded it (with the time it happened) once it could.
+	name := c.Members[keep].Name
+	c.eventually(10*time.Second, "the quorum events", func() (bool, string) {
+		out := c.mustCLI(keep, "events", "--kind", "quorum", "--member", name)
+		return strings.Contains(out, name+" lost quorum: 1 of 3 votes present, 2 needed") &&
+			strings.Contains(out, name+" has quorum again: 2 of 3 votes present"), out
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("%d writes acknowledged before and during the loss", len(acked))

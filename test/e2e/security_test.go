@@ -148,3 +148,62 @@ func freePort(t *testing.T) string {
 }
 
 func netUDPAddr(hostport string) (*net.UDPAddr, error) { return net.ResolveUDPAddr("udp", hostport) }
+
+// TestCertRenewal renews a member's certificate on a running cluster: the
+// others accept the new one at once, connections and the old certificate
+// go on working until a second renewal retires it, and nothing fails over.
+func TestCertRenewal(t *testing.T) {
+	c := startCluster(t, 3)
+	if out, err := c.Apply(t.Context(), 0, recorder(t.TempDir()+"/rec.log", "m1, m2, m3")); err != nil {
+		t.Fatalf("apply: %v: %s", err, out)
+	}
+	s, _ := c.waitOnline(0, "rec", "", 30*time.Second)
+	old, err := pki.Load(c.Members[1].Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := c.mustCLI(1, "cert", "renew")
+	now, err := pki.Load(c.Members[1].Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Leaf.SerialNumber.Cmp(old.Leaf.SerialNumber) == 0 || !strings.Contains(out, "m2's certificate renewed: serial "+pki.Serial(now.Leaf.SerialNumber)) {
+		t.Fatalf("renewal: %s", out)
+	}
+	// The new and the old certificate both open the API of another member.
+	for name, id := range map[string]*pki.Identity{"new": now, "old": old} {
+		if code, body := apiGet(t, c.Members[0].API, "/v1/status", []tls.Certificate{id.Cert}); code != 200 {
+			t.Errorf("the %s certificate: %d %s", name, code, body)
+		}
+	}
+	// The member keeps talking to the others on its new certificate.
+	time.Sleep(3 * time.Second)
+	c.mustCLI(1, "cert", "renew") // retires the first one
+	if code, body := apiGet(t, c.Members[0].API, "/v1/status", []tls.Certificate{old.Cert}); code != 403 || !strings.Contains(body, "no longer speaks for a member") {
+		t.Errorf("the certificate renewed twice ago: %d %s", code, body)
+	}
+	time.Sleep(2 * time.Second)
+	st, err := c.status(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range st.Members {
+		if m.State != client.MemberUp {
+			t.Errorf("after the renewals %s is %s", m.Name, m.State)
+		}
+	}
+	if s2, _ := c.service(0, "rec"); s2.Owner != s.Owner || s2.Epoch != s.Epoch {
+		t.Errorf("the renewals moved rec: %s epoch %d, was %s epoch %d", s2.Owner, s2.Epoch, s.Owner, s.Epoch)
+	}
+	if out := c.mustCLI(2, "events", "--kind", "config"); !strings.Contains(out, "member m2 renewed its certificate") {
+		t.Errorf("no renewal event: %s", out)
+	}
+	// A restart reads the renewed files.
+	c.Stop(1)
+	if err := c.StartAgent(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitReady(t.Context(), 3); err != nil {
+		t.Fatal(err)
+	}
+}
