@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/vigil-cluster/vigil/client"
 	"github.com/vigil-cluster/vigil/internal/cdb"
@@ -100,6 +101,8 @@ type Server struct {
 	// public is served to TCP callers without credentials: the dashboard's
 	// static files, which hold no data (GET only).
 	public *http.ServeMux
+	// followers counts the event streams and long polls being served.
+	followers atomic.Int64
 }
 
 // New builds the handler.

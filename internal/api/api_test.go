@@ -732,3 +732,20 @@ func FuzzEventQuery(f *testing.F) {
 func (f *fakeBackend) RenewCert(context.Context, string) (*client.CertInfo, error) {
 	return &client.CertInfo{}, nil
 }
+
+func TestEventFollowersLimit(t *testing.T) {
+	s, _ := newServer(t)
+	s.followers.Store(MaxEventFollowers)
+	for _, path := range []string{"/v1/events/stream", "/v1/events?wait=1s"} {
+		w := do(s.Local(), "GET", path, nil)
+		if w.Code != 503 || !strings.Contains(w.Body.String(), "already serves 256 event streams") {
+			t.Errorf("%s past the limit: %d %s", path, w.Code, w.Body)
+		}
+	}
+	if w := do(s.Local(), "GET", "/v1/events", nil); w.Code != 200 {
+		t.Errorf("a plain query is not limited: %d", w.Code)
+	}
+	if n := s.followers.Load(); n != MaxEventFollowers {
+		t.Errorf("followers %d after refusals, want %d", n, MaxEventFollowers)
+	}
+}

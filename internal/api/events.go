@@ -18,7 +18,21 @@ const (
 	DefaultEventLimit = 1000
 	MaxEventLimit     = 100000
 	MaxEventWait      = 25 * time.Second
+	// MaxEventFollowers bounds the event streams and long polls an agent
+	// serves at once.
+	MaxEventFollowers = 256
 )
+
+// follow takes a place for a stream or long poll; false when all are taken
+// (it has answered).
+func (s *Server) follow(w http.ResponseWriter) bool {
+	if s.followers.Add(1) > MaxEventFollowers {
+		s.followers.Add(-1)
+		writeError(w, cdb.Refuse(cdb.ErrUnreachable, "this agent already serves %d event streams and long polls: try again later, or ask another member (--api)", MaxEventFollowers))
+		return false
+	}
+	return true
+}
 
 // EventFilter parses the query of GET /v1/events (and of the stream).
 func EventFilter(r *http.Request) (client.EventFilter, error) {
@@ -80,6 +94,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if f.Wait > 0 {
+		if !s.follow(w) {
+			return
+		}
+		defer s.followers.Add(-1)
+	}
 	out := s.b.Events(r.Context(), f)
 	if out == nil {
 		out = []client.Event{}
@@ -97,6 +117,10 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Wait = 0
+	if !s.follow(w) {
+		return
+	}
+	defer s.followers.Add(-1)
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		if n, err := strconv.ParseUint(id, 10, 64); err == nil {
 			f.After = n
