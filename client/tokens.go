@@ -82,3 +82,18 @@ func (c *Client) RenewCert(ctx context.Context) (*CertInfo, error) {
 	err := c.do(ctx, "POST", "/v1/cert/renew", nil, &out)
 	return &out, err
 }
+
+// KeyringResult is how a gossip key rotation went.
+type KeyringResult struct {
+	Key    string   `json:"key"`
+	Old    string   `json:"old"`
+	Phases []string `json:"phases"`
+	Took   string   `json:"took"`
+}
+
+// RotateKeys rotates the cluster's gossip key.
+func (c *Client) RotateKeys(ctx context.Context) (*KeyringResult, error) {
+	var out KeyringResult
+	err := c.do(ctx, "POST", "/v1/keyring/rotate", nil, &out)
+	return &out, err
+}

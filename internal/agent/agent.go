@@ -109,6 +109,12 @@ type Agent struct {
 	sd *systemd
 	// certMu serializes certificate renewals (certs.go).
 	certMu sync.Mutex
+	// The gossip key rotation (keys.go): the key gossip is sealed with,
+	// and the keys of the rotation under way.
+	keyMu          sync.Mutex
+	keyCur         atomic.Pointer[[]byte]
+	rotID          string // guarded by keyMu
+	rotOld, rotNew []byte // guarded by keyMu
 }
 
 // New loads the data dir. logOut receives the logs.
@@ -211,7 +217,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.log.Info("formed a new cluster", "cluster", a.cfg.Cluster)
 	}
 	a.ml, err = membership.Start(membership.Options{
-		Name: a.cfg.Name, Links: a.cfg.Links, Key: a.key, Profile: a.prof, Logger: a.log,
+		Name: a.cfg.Name, Links: a.cfg.Links, Key: a.currentKey(), ExtraKeys: readNextKey(a.dir), Profile: a.prof, Logger: a.log,
 		Meta:     membership.Meta{ID: a.cfg.ID, ClusterID: a.cfg.ClusterID, AgentState: client.AgentInitializing, API: a.cfg.API},
 		Debug:    func() bool { return a.level.Level() <= slog.LevelDebug },
 		OnChange: a.poke,
@@ -238,6 +244,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	go a.alertLoop(ctx)
 	go a.countEvents(ctx)
 	go a.certLoop(ctx)
+	go a.keyLoop(ctx)
 	lrmCtx, stopLRM := context.WithCancel(context.Background())
 	defer stopLRM()
 	go a.lrmLoop(lrmCtx)

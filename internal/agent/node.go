@@ -168,7 +168,7 @@ func (a *Agent) joinAnswer(st *cdb.State, joined cdb.Member, pub []byte, reissue
 	for _, n := range st.MemberNames() {
 		peers = append(peers, st.Members[n].Links[0])
 	}
-	resp := &rpc.JoinResponse{Cluster: st.Cluster, Member: joined, ClusterKey: a.key, CACert: a.id.CA.CertPEM,
+	resp := &rpc.JoinResponse{Cluster: st.Cluster, Member: joined, ClusterKey: a.currentKey(), CACert: a.id.CA.CertPEM,
 		CAKey: a.id.CA.KeyPEM, AdminToken: a.adminToken, Peers: peers}
 	if reissue {
 		cert, _, err := a.id.CA.IssueSerial(joined.Name, pub, hostsOf(joined.Links, joined.API), joined.CertSerial)

@@ -83,6 +83,8 @@ type Backend interface {
 	CreateToken(ctx context.Context, r client.TokenCreateRequest, by string) (*client.TokenCreateResponse, error)
 	Tokens(ctx context.Context) []client.APIToken
 	RevokeToken(ctx context.Context, idOrName, by string) error
+	// RotateKeys rotates the gossip key (`vigil keyring rotate`).
+	RotateKeys(ctx context.Context, by string) (*client.KeyringResult, error)
 	// RenewCert renews the answering member's certificate now.
 	RenewCert(ctx context.Context, by string) (*client.CertInfo, error)
 	// VerifyClient checks a client certificate chain against the cluster
@@ -188,6 +190,10 @@ func New(b Backend, log *slog.Logger) *Server {
 	})
 	s.mux.HandleFunc("GET /v1/events", s.events)
 	s.mux.HandleFunc("GET /v1/events/stream", s.eventStream)
+	s.mux.HandleFunc("POST /v1/keyring/rotate", func(w http.ResponseWriter, r *http.Request) {
+		out, err := s.b.RotateKeys(r.Context(), Who(r.Context()))
+		reply(w, out, err)
+	})
 	s.mux.HandleFunc("POST /v1/cert/renew", func(w http.ResponseWriter, r *http.Request) {
 		out, err := s.b.RenewCert(r.Context(), Who(r.Context()))
 		reply(w, out, err)

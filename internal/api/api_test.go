@@ -749,3 +749,7 @@ func TestEventFollowersLimit(t *testing.T) {
 		t.Errorf("followers %d after refusals, want %d", n, MaxEventFollowers)
 	}
 }
+
+func (f *fakeBackend) RotateKeys(context.Context, string) (*client.KeyringResult, error) {
+	return &client.KeyringResult{}, nil
+}

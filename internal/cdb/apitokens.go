@@ -89,7 +89,7 @@ func (s *State) applyAPIToken(c *Command) (any, error) {
 		delete(s.APITokens, t.ID)
 		return nil, nil
 	}
-	return s.applyFencing(c)
+	return s.applyKeys(c)
 }
 
 // APITokenFor finds the token of a secret "ID.SECRET" (the part after the

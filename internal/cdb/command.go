@@ -45,6 +45,9 @@ const (
 	OpAPITokenCreate Op = "api-token-create"
 	OpAPITokenRevoke Op = "api-token-revoke"
 	OpCertRenew      Op = "cert-renew"
+	OpKeyBegin       Op = "key-begin"
+	OpKeyPhase       Op = "key-phase"
+	OpKeyAck         Op = "key-ack"
 )
 
 // Command is one entry of the Raft log. At is the proposer's clock, so that
@@ -81,6 +84,10 @@ type Command struct {
 	// the one it replaces (hex).
 	Serial     string `json:"serial,omitempty"`
 	PrevSerial string `json:"prev_serial,omitempty"`
+	// KeyRotation starts a gossip key rotation; Phase is a rotation's
+	// phase (OpKeyPhase, OpKeyAck), Serial its key id.
+	KeyRotation *KeyRotation `json:"key_rotation,omitempty"`
+	Phase       string       `json:"phase,omitempty"`
 }
 
 // InitArgs create the cluster's first state.

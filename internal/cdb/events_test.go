@@ -175,3 +175,33 @@ func TestAPITokens(t *testing.T) {
 	}
 	mustRefuse(t, s, &Command{Op: OpAPITokenRevoke, At: t0, Member: "ops"}, ErrNotFound, "no API token ops")
 }
+
+func TestKeyRotationPhases(t *testing.T) {
+	s := newInit(t)
+	mustApply(t, s, tokenCmd("t2", "s", "m2", t0.Add(time.Hour)))
+	mustApply(t, s, joinCmd(t0, "t2", "s", "m2", 0))
+	mustApply(t, s, &Command{Op: OpKeyBegin, At: t0, KeyRotation: &KeyRotation{Sealed: "x", ID: "k2", OldID: "k1"}})
+	mustRefuse(t, s, &Command{Op: OpKeyBegin, At: t0, KeyRotation: &KeyRotation{Sealed: "y", ID: "k3"}}, ErrConflict, "under way, in phase install, waiting for m1, m2")
+	mustRefuse(t, s, &Command{Op: OpKeyPhase, At: t0, Serial: "k2", Phase: KeyUse}, ErrRefused, "waits for m1, m2")
+	for _, m := range []string{"m1", "m2"} {
+		mustApply(t, s, &Command{Op: OpKeyAck, At: t0, Member: m, Serial: "k2", Phase: KeyInstall})
+	}
+	mustRefuse(t, s, &Command{Op: OpKeyPhase, At: t0, Serial: "k2", Phase: KeyRemove}, ErrInvalid, "cannot go from phase install to remove")
+	mustApply(t, s, &Command{Op: OpKeyPhase, At: t0, Serial: "k2", Phase: KeyUse})
+	// An ack of the phase before does not count for this one.
+	mustApply(t, s, &Command{Op: OpKeyAck, At: t0, Member: "m1", Serial: "k2", Phase: KeyInstall})
+	if w := s.KeyRotation.Waiting(s); len(w) != 2 {
+		t.Fatalf("waiting %v", w)
+	}
+	for _, ph := range []string{KeyUse, KeyRemove} {
+		for _, m := range []string{"m1", "m2"} {
+			mustApply(t, s, &Command{Op: OpKeyAck, At: t0, Member: m, Serial: "k2", Phase: ph})
+		}
+		next := map[string]string{KeyUse: KeyRemove, KeyRemove: "done"}[ph]
+		mustApply(t, s, &Command{Op: OpKeyPhase, At: t0, Serial: "k2", Phase: next})
+	}
+	if s.KeyRotation != nil {
+		t.Fatalf("rotation still under way: %+v", s.KeyRotation)
+	}
+	mustApply(t, s, &Command{Op: OpKeyAck, At: t0, Member: "m1", Serial: "k2", Phase: KeyRemove}) // late: ignored
+}

@@ -44,6 +44,8 @@ type State struct {
 	Alerts map[string]*client.Alert `json:"alerts,omitempty"`
 	// APITokens are the API tokens, by id (docs/SECURITY.md).
 	APITokens map[string]*APIToken `json:"api_tokens,omitempty"`
+	// KeyRotation is a gossip key rotation under way.
+	KeyRotation *KeyRotation `json:"key_rotation,omitempty"`
 }
 
 // Cluster holds the cluster-wide identity and attributes.

@@ -122,7 +122,7 @@ func newRoot(ctx context.Context, g *globals) *cobra.Command {
 		clusterCmd(g), memberCmd(g), membersCmd(g), statusCmd(g), agentCmd(g), settingsCmd(g),
 		cdbCmd(g), logLevelCmd(g), demoCmd(g), versionCmd(g),
 		applyCmd(g, false), applyCmd(g, true), serviceCmd(g), maintenanceCmd(g), serveNameCmd(g), fenceCmd(g),
-		lockCmd(g), locksCmd(g), eventsCmd(g), alertCmd(g), linksCmd(g), execCmd(g), doctorCmd(g), tokenCmd(g), certCmd(g),
+		lockCmd(g), locksCmd(g), eventsCmd(g), alertCmd(g), linksCmd(g), execCmd(g), doctorCmd(g), tokenCmd(g), certCmd(g), keyringCmd(g),
 		genCmd(g, func() *cobra.Command { return newRoot(ctx, g) }),
 	)
 	return root

@@ -74,12 +74,14 @@ func (p *Peer) Since() time.Time {
 
 // Options configure the membership of one member.
 type Options struct {
-	Name    string
-	Links   []string
-	Key     []byte // 16, 24 or 32 bytes
-	Profile config.Profile
-	Meta    Meta
-	Logger  *slog.Logger
+	Name  string
+	Links []string
+	Key   []byte // 16, 24 or 32 bytes: the key gossip is sealed with
+	// ExtraKeys are more keys gossip is opened with (a rotation under way).
+	ExtraKeys [][]byte
+	Profile   config.Profile
+	Meta      Meta
+	Logger    *slog.Logger
 	// Debug turns on memberlist's debug lines.
 	Debug func() bool
 	// OnChange is called (from memberlist's goroutines) after any change.
@@ -100,6 +102,8 @@ type Membership struct {
 
 	// rejected counts gossip dropped for lacking the cluster key.
 	rejected atomic.Uint64
+	// keyring holds the gossip keys, shared by every link (keys.go).
+	keyring *memberlist.Keyring
 }
 
 // Rejected is how many gossip packets and streams were dropped because
@@ -112,6 +116,11 @@ func Start(opts Options) (*Membership, error) {
 	if err := m.setMeta(opts.Meta); err != nil {
 		return nil, err
 	}
+	kr, err := memberlist.NewKeyring(opts.ExtraKeys, opts.Key)
+	if err != nil {
+		return nil, fmt.Errorf("gossip keys: %w", err)
+	}
+	m.keyring = kr
 	for i, addr := range opts.Links {
 		ml, err := memberlist.Create(m.config(i, addr))
 		if err != nil {
@@ -144,7 +153,7 @@ func (m *Membership) config(i int, addr string) *memberlist.Config {
 	// Each link's liveness is what its own UDP path says: a TCP fallback
 	// probe would find another route and hide a dead link.
 	c.DisableTcpPings = true
-	c.SecretKey = m.opts.Key
+	c.Keyring = m.keyring
 	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
 	c.Delegate = &delegate{m: m}
 	c.Events = &events{m: m, link: i}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -206,4 +208,71 @@ func TestCertRenewal(t *testing.T) {
 	if err := c.WaitReady(t.Context(), 3); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestKeyringRotate replaces the gossip key on a running cluster with a
+// service: nothing fails over, every member's key file holds the new key,
+// a host with the old key can no longer join, and a restarted member gossips
+// with the new one.
+func TestKeyringRotate(t *testing.T) {
+	c := startCluster(t, 3)
+	if out, err := c.Apply(t.Context(), 0, recorder(t.TempDir()+"/rec.log", "m1, m2, m3")); err != nil {
+		t.Fatalf("apply: %v: %s", err, out)
+	}
+	s, _ := c.waitOnline(0, "rec", "", 30*time.Second)
+	oldKey, err := os.ReadFile(filepath.Join(c.Members[0].Dir, "cluster.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := c.mustCLI(1, "keyring", "rotate")
+	if !strings.Contains(out, "replaced by") {
+		t.Fatalf("rotate: %s", out)
+	}
+	var keys []string
+	for _, m := range c.Members {
+		b, err := os.ReadFile(filepath.Join(m.Dir, "cluster.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, string(b))
+		if _, err := os.Stat(filepath.Join(m.Dir, "cluster.key.next")); err == nil {
+			t.Errorf("%s still holds a second key after the rotation", m.Name)
+		}
+	}
+	if keys[0] == string(oldKey) || keys[1] != keys[0] || keys[2] != keys[0] {
+		t.Fatalf("the key files after the rotation: %q (old %q)", keys, oldKey)
+	}
+	time.Sleep(2 * time.Second)
+	st, _ := c.status(0)
+	for _, m := range st.Members {
+		if m.State != client.MemberUp {
+			t.Errorf("after the rotation %s is %s", m.Name, m.State)
+		}
+	}
+	if s2, _ := c.service(0, "rec"); s2.Owner != s.Owner || s2.Epoch != s.Epoch {
+		t.Errorf("the rotation moved rec: %s epoch %d, was %s epoch %d", s2.Owner, s2.Epoch, s.Owner, s.Epoch)
+	}
+	// The old key opens nothing any more.
+	old, _ := hex.DecodeString(strings.TrimSpace(string(oldKey)))
+	cfg := memberlist.DefaultLANConfig()
+	cfg.Name, cfg.BindAddr, cfg.BindPort, cfg.AdvertiseAddr = "old-key", "127.0.0.1", 0, "127.0.0.1"
+	cfg.SecretKey, cfg.GossipVerifyIncoming, cfg.GossipVerifyOutgoing = old, true, true
+	cfg.Logger = log.New(io.Discard, "", 0)
+	ml, err := memberlist.Create(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ml.Shutdown()
+	if _, err := ml.Join([]string{c.Members[2].Address}); err == nil {
+		t.Error("a host with the old key joined the gossip")
+	}
+	if out := c.mustCLI(0, "events", "--kind", "config"); !strings.Contains(out, "gossip key rotation done") {
+		t.Errorf("no rotation events: %s", out)
+	}
+	// A member restarted after the rotation gossips with the new key.
+	c.Stop(2)
+	if err := c.StartAgent(2); err != nil {
+		t.Fatal(err)
+	}
+	c.waitState(0, "m3", client.MemberUp, 30*time.Second)
 }

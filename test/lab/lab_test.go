@@ -459,3 +459,37 @@ func TestLabBenchFailover(t *testing.T) {
 		t.Fatalf("trials: vigil %d, keepalived %d, want 5 each", len(res.Vigil), len(res.Keepalived))
 	}
 }
+
+// TestLabKeyringRotate replaces the gossip key and renews a member's
+// certificate on a running lab cluster: the client keeps its answers from
+// the same member (no failover), and every member stays UP.
+func TestLabKeyringRotate(t *testing.T) {
+	requireLab(t)
+	l := up(t, lab.Options{Members: 3, Links: 2})
+	ctx := t.Context()
+	owner, _ := answerer(t, l, "", 30*time.Second)
+	out, err := l.Exec(ctx, "m1", nil, vigilBin, "keyring", "rotate")
+	t.Logf("vigil keyring rotate:\n%s", out)
+	if err != nil || !strings.Contains(out, "replaced by") {
+		t.Fatalf("keyring rotate: %v", err)
+	}
+	out, err = l.Exec(ctx, other(members3, owner), nil, vigilBin, "cert", "renew")
+	t.Logf("vigil cert renew:\n%s", out)
+	if err != nil {
+		t.Fatalf("cert renew: %v", err)
+	}
+	time.Sleep(3 * time.Second)
+	for range 10 {
+		if who, err := l.Curl(ctx); err != nil || who != owner {
+			t.Fatalf("after the rotation the client gets %q (%v), want %s: a failover happened", who, err, owner)
+		}
+	}
+	out, err = l.Exec(ctx, "m2", nil, vigilBin, "members")
+	if err != nil || strings.Count(out, " UP ") != 3 {
+		t.Errorf("members after the rotation: %v\n%s", err, out)
+	}
+	out, _ = l.Exec(ctx, "m3", nil, vigilBin, "events", "--kind", "service")
+	if strings.Count(out, "ONLINE on ") != 1 {
+		t.Errorf("the service changed state during the rotation:\n%s", out)
+	}
+}
