@@ -402,7 +402,7 @@ func FuzzApplyCommand(f *testing.F) {
 				t.Fatalf("refusal %T %q is not a *cdb.Error with a message", err, err)
 			}
 			switch {
-			case errors.Is(err, ErrRefused), errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound):
+			case errors.Is(err, ErrRefused), errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalid):
 			default:
 				t.Fatalf("refusal of an unexpected kind: %v", err)
 			}
