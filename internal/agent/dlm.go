@@ -294,19 +294,7 @@ func (a *Agent) dlmDeadlockLoop(ctx context.Context) {
 // callMember calls a node-service method on member m, over its links in
 // turn.
 func (a *Agent) callMember(ctx context.Context, m, method string, req, resp any) error {
-	var err error
-	for _, addr := range a.dlmAddrs(m) {
-		cctx, cancel := context.WithTimeout(ctx, max(a.prof.Renew, 200*time.Millisecond))
-		err = a.pool.Call(cctx, addr, method, req, resp)
-		cancel()
-		if err == nil {
-			return nil
-		}
-	}
-	if err == nil {
-		err = cdb.Refuse(cdb.ErrNotFound, "%s is not a member", m)
-	}
-	return err
+	return a.callMemberWithin(ctx, m, method, req, resp, max(a.prof.Renew, 200*time.Millisecond))
 }
 
 // The node service's lock manager methods.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-cluster/vigil/client"
+	"github.com/vigil-cluster/vigil/internal/cdb"
 	"github.com/vigil-cluster/vigil/internal/rpc"
 )
 
@@ -56,8 +57,12 @@ func (a *Agent) Links(ctx context.Context) []client.LinkReport {
 // turn, giving each link up to per: on a lossy link a call takes several
 // TCP retransmissions.
 func (a *Agent) callMemberWithin(ctx context.Context, m, method string, req, resp any, per time.Duration) error {
+	addrs := a.dlmAddrs(m)
+	if len(addrs) == 0 {
+		return cdb.Refuse(cdb.ErrNotFound, "%s is not a member", m)
+	}
 	var err error
-	for _, addr := range a.dlmAddrs(m) {
+	for _, addr := range addrs {
 		cctx, cancel := context.WithTimeout(ctx, per)
 		err = a.pool.Call(cctx, addr, method, req, resp)
 		cancel()
