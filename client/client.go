@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,6 +102,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
+	var ua x509.UnknownAuthorityError
+	if err != nil && errors.As(err, &ua) {
+		return fmt.Errorf("%w: the vigil agent at %s shows a certificate the CA given (--ca) did not sign: if the cluster's CA was rotated, get the new one (vigil ca show --pem, on a member) (%v)", ErrUnreachable, c.Where, unwrapURL(err))
+	}
 	if err != nil {
 		return fmt.Errorf("%w: cannot reach the vigil agent at %s: %v (is `vigil agent` running? pick another member with --api)", ErrUnreachable, c.Where, unwrapURL(err))
 	}

@@ -304,3 +304,9 @@ func (b *backend) RenewCert(context.Context, string) (*client.CertInfo, error) {
 func (b *backend) RotateKeys(context.Context, string) (*client.KeyringResult, error) {
 	return &client.KeyringResult{}, nil
 }
+
+func (b *backend) RotateCA(context.Context, string, bool) (*client.KeyringResult, error) {
+	return &client.KeyringResult{}, nil
+}
+
+func (b *backend) CA(context.Context) *client.CAInfo { return &client.CAInfo{} }

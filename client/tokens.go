@@ -83,17 +83,39 @@ func (c *Client) RenewCert(ctx context.Context) (*CertInfo, error) {
 	return &out, err
 }
 
-// KeyringResult is how a gossip key rotation went.
+// KeyringResult is how a gossip key or CA rotation went. Key and Old name
+// the new and old keys (a CA by its fingerprint); Staged is the phase at
+// which a rotation asked to stop there stopped (vigil ca rotate --stage).
 type KeyringResult struct {
 	Key    string   `json:"key"`
 	Old    string   `json:"old"`
 	Phases []string `json:"phases"`
 	Took   string   `json:"took"`
+	Staged string   `json:"staged,omitempty"`
 }
 
 // RotateKeys rotates the cluster's gossip key.
 func (c *Client) RotateKeys(ctx context.Context) (*KeyringResult, error) {
 	var out KeyringResult
 	err := c.do(ctx, "POST", "/v1/keyring/rotate", nil, &out)
+	return &out, err
+}
+
+// RotateCA rotates the cluster's CA; with stage it stops once every member
+// has a certificate of the new CA, with both trusted.
+func (c *Client) RotateCA(ctx context.Context, stage bool) (*KeyringResult, error) {
+	var out KeyringResult
+	path := "/v1/ca/rotate"
+	if stage {
+		path += "?stage=1"
+	}
+	err := c.do(ctx, "POST", path, nil, &out)
+	return &out, err
+}
+
+// CA returns the cluster CA as the answering member sees it.
+func (c *Client) CA(ctx context.Context) (*CAInfo, error) {
+	var out CAInfo
+	err := c.do(ctx, "GET", "/v1/ca", nil, &out)
 	return &out, err
 }

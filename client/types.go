@@ -242,3 +242,32 @@ type FenceDevice struct {
 	Level   int               `json:"level"`
 	Timeout time.Duration     `json:"timeout"`
 }
+
+// CAInfo is the cluster CA as a member sees it (vigil ca show): the CA
+// that issues certificates first, then any other it trusts (during a
+// rotation), and the rotation under way.
+type CAInfo struct {
+	CAs      []CACert    `json:"cas"`
+	Rotation *CARotation `json:"rotation,omitempty"`
+}
+
+// CACert is one CA certificate. Role: issuing or trusted.
+type CACert struct {
+	Fingerprint string    `json:"fingerprint"`
+	Role        string    `json:"role"`
+	Subject     string    `json:"subject"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	PEM         string    `json:"pem"`
+}
+
+// CARotation is a CA rotation under way: its phase (install, use, remove)
+// and the members that have not carried it out.
+type CARotation struct {
+	CA      string    `json:"ca"`
+	Old     string    `json:"old"`
+	Phase   string    `json:"phase"`
+	Waiting []string  `json:"waiting,omitempty"`
+	Started time.Time `json:"started"`
+	By      string    `json:"by,omitempty"`
+}

@@ -29,7 +29,7 @@ func (a *Agent) AdminTokenHash() string {
 
 // VerifyClient implements api.Backend.
 func (a *Agent) VerifyClient(chain []*x509.Certificate) (*x509.Certificate, error) {
-	return pki.VerifyClient(a.id.Pool, chain, time.Now())
+	return pki.VerifyClient(a.id.Roots(), chain, time.Now())
 }
 
 // AllowedCert implements api.Backend.
@@ -195,7 +195,7 @@ func (a *Agent) AddMember(ctx context.Context, r client.AddMemberRequest, by str
 		addrs = append(addrs, config.RPCAddress(st.Members[n].Links[0]))
 	}
 	tok := Token{Version: 1, Cluster: st.Cluster.Name, ID: t.ID, Secret: secret, Member: r.Name, Address: r.Address,
-		Addrs: addrs, Fingerprint: pki.Fingerprint(a.id.CA.Cert), Expires: t.Expires}
+		Addrs: addrs, Fingerprint: pki.Fingerprint(a.id.Issuer().Cert), Expires: t.Expires}
 	a.log.Info("join token created", "for", r.Name, "expires", t.Expires, "by", by)
 	return &client.AddMemberResponse{Token: tok.Encode(), Expires: t.Expires}, nil
 }

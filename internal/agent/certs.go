@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,8 +49,13 @@ func (a *Agent) certLoop(ctx context.Context) {
 func (a *Agent) RenewCert(ctx context.Context, by string) (*client.CertInfo, error) {
 	a.certMu.Lock()
 	defer a.certMu.Unlock()
+	return a.renew(ctx, by, a.id.Renew)
+}
+
+// renew puts in use the certificate issue makes; called with certMu held.
+func (a *Agent) renew(ctx context.Context, by string, issue func() ([]byte, []byte, string, tls.Certificate, error)) (*client.CertInfo, error) {
 	_, old := a.id.Current()
-	certPEM, keyPEM, serial, cert, err := a.id.Renew()
+	certPEM, keyPEM, serial, cert, err := issue()
 	if err != nil {
 		return nil, cdb.Refuse(cdb.ErrRefused, "renewing %s's certificate: %v", a.cfg.Name, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,8 +42,8 @@ func (a *Agent) doctorFacts(ctx context.Context) *rpc.DoctorFacts {
 		Attrs: a.cfg.Attributes, Now: time.Now()}
 	_, leaf := a.id.Current()
 	f.CertUntil = leaf.NotAfter
-	if a.id.CA != nil && a.id.CA.Cert != nil {
-		f.CAUntil, f.CAPrint = a.id.CA.Cert.NotAfter, pki.Fingerprint(a.id.CA.Cert)
+	if a.id.Issuer() != nil && a.id.Issuer().Cert != nil {
+		f.CAUntil, f.CAPrint = a.id.Issuer().Cert.NotAfter, pki.Fingerprint(a.id.Issuer().Cert)
 	}
 	st := a.store.State()
 	me := a.cfg.Name
@@ -219,6 +220,10 @@ func (a *Agent) memberFindings(st *cdb.State, f *rpc.DoctorFacts, rtt, skew time
 	switch {
 	case f.ClusterID != st.Cluster.ID:
 		add(finding("identity", m, client.CheckFail, "%s belongs to cluster id %s, this cluster is %s: it was set up for another cluster; reset it and join again", m, f.ClusterID, st.Cluster.ID))
+	case st.CARotation != nil && f.CAPrint != st.Cluster.CAFingerprint && f.CAPrint != st.CARotation.ID:
+		add(finding("identity", m, client.CheckFail, "%s issues with a CA that is neither the cluster's nor the one a CA rotation brings in: its data dir holds another cluster's files", m))
+	case st.CARotation != nil:
+		add(finding("identity", m, client.CheckWarn, "a CA rotation is under way (phase %s, waiting for %s): run vigil ca rotate to finish it", st.CARotation.Phase, strings.Join(st.CARotation.Waiting(st), ", ")))
 	case st.Cluster.CAFingerprint != "" && f.CAPrint != "" && f.CAPrint != st.Cluster.CAFingerprint:
 		add(finding("identity", m, client.CheckFail, "%s has a CA certificate other than the cluster's: its data dir holds another cluster's files", m))
 	default:

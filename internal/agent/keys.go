@@ -29,8 +29,15 @@ func keyID(k []byte) string {
 	return hex.EncodeToString(s[:4])
 }
 
-// sealKey seals the new key with the old one (AES-GCM), for the database.
-func sealKey(old, key []byte) (string, error) {
+// Purposes of sealed secrets (the AES-GCM additional data).
+const (
+	sealGossipKey = "vigil gossip key"
+	sealCAKey     = "vigil CA key"
+)
+
+// sealKey seals a secret (a new gossip key, a new CA's key) with the gossip
+// key old (AES-GCM), for the database.
+func sealKey(old, key []byte, purpose string) (string, error) {
 	b, err := aes.NewCipher(old)
 	if err != nil {
 		return "", err
@@ -41,10 +48,10 @@ func sealKey(old, key []byte) (string, error) {
 	}
 	nonce := make([]byte, g.NonceSize())
 	rand.Read(nonce)
-	return base64.StdEncoding.EncodeToString(g.Seal(nonce, nonce, key, []byte("vigil gossip key"))), nil
+	return base64.StdEncoding.EncodeToString(g.Seal(nonce, nonce, key, []byte(purpose))), nil
 }
 
-func openKey(old []byte, sealed string) ([]byte, error) {
+func openKey(old []byte, sealed, purpose string) ([]byte, error) {
 	raw, err := base64.StdEncoding.DecodeString(sealed)
 	if err != nil {
 		return nil, err
@@ -60,7 +67,18 @@ func openKey(old []byte, sealed string) ([]byte, error) {
 	if len(raw) < g.NonceSize() {
 		return nil, errors.New("sealed key too short")
 	}
-	return g.Open(nil, raw[:g.NonceSize()], raw[g.NonceSize():], []byte("vigil gossip key"))
+	return g.Open(nil, raw[:g.NonceSize()], raw[g.NonceSize():], []byte(purpose))
+}
+
+// openSealed opens a secret of a rotation with whichever gossip key this
+// member has that sealed it; it returns that key too.
+func (a *Agent) openSealed(sealed, purpose string) (key, secret []byte, err error) {
+	for _, k := range append([][]byte{a.currentKey()}, readNextKey(a.dir)...) {
+		if s, err := openKey(k, sealed, purpose); err == nil {
+			return k, s, nil
+		}
+	}
+	return nil, nil, errors.New("it does not open with this member's gossip keys")
 }
 
 // writeKeyFile replaces a key file (written aside and renamed).
@@ -85,12 +103,13 @@ func readNextKey(dir string) [][]byte {
 	return [][]byte{k}
 }
 
-// keyLoop carries out the phases of key rotations on this member.
+// keyLoop carries out the phases of key and CA rotations on this member.
 func (a *Agent) keyLoop(ctx context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for a.wait(ctx, t.C, nil) {
 		a.syncKeys(ctx)
+		a.syncCA(ctx)
 	}
 }
 
@@ -111,15 +130,9 @@ func (a *Agent) syncKeys(ctx context.Context) {
 	defer a.keyMu.Unlock()
 	old, key := a.rotOld, a.rotNew
 	if a.rotID != r.ID {
-		// Open the new key with whichever key this member has that sealed it.
-		for _, k := range append([][]byte{a.currentKey()}, readNextKey(a.dir)...) {
-			if nk, err := openKey(k, r.Sealed); err == nil {
-				old, key = k, nk
-				break
-			}
-		}
-		if key == nil {
-			a.log.Error("gossip keys: the new key of the rotation does not open with this member's keys", "key", r.ID)
+		var err error
+		if old, key, err = a.openSealed(r.Sealed, sealGossipKey); err != nil {
+			a.log.Error("gossip keys: the new key of the rotation cannot be opened", "key", r.ID, "err", err)
 			return
 		}
 		a.rotID, a.rotOld, a.rotNew = r.ID, old, key
@@ -171,24 +184,58 @@ func (a *Agent) syncKeys(ctx context.Context) {
 // member, with gossip working throughout. A rotation left under way (a
 // member went away) is carried on by the next call.
 func (a *Agent) RotateKeys(ctx context.Context, by string) (*client.KeyringResult, error) {
-	st := a.store.State()
-	r := st.KeyRotation
+	return a.rotate(ctx, by, keyRotation, "", func() (*cdb.KeyRotation, error) {
+		old := a.currentKey()
+		key := make([]byte, 32)
+		rand.Read(key)
+		sealed, err := sealKey(old, key, sealGossipKey)
+		if err != nil {
+			return nil, err
+		}
+		return &cdb.KeyRotation{Sealed: sealed, ID: keyID(key), OldID: keyID(old)}, nil
+	})
+}
+
+// rotationKind is what differs between the gossip key's rotations and the
+// CA's: their commands, their place in the state, their words.
+type rotationKind struct {
+	what              string // for messages
+	begin, phase, ack cdb.Op
+	of                func(*cdb.State) *cdb.KeyRotation
+	again             string // the command that carries one on
+}
+
+var (
+	keyRotation = rotationKind{what: "gossip key", begin: cdb.OpKeyBegin, phase: cdb.OpKeyPhase, ack: cdb.OpKeyAck,
+		of: func(s *cdb.State) *cdb.KeyRotation { return s.KeyRotation }, again: "vigil keyring rotate"}
+	caRotation = rotationKind{what: "CA", begin: cdb.OpCABegin, phase: cdb.OpCAPhase, ack: cdb.OpCAAck,
+		of: func(s *cdb.State) *cdb.KeyRotation { return s.CARotation }, again: "vigil ca rotate"}
+)
+
+// rotate starts a rotation of kind k (start makes its first step) unless
+// one is under way, then takes it through its phases, each once every
+// member has carried out the one before, up to and including stopAt ("":
+// to the end).
+func (a *Agent) rotate(ctx context.Context, by string, k rotationKind, stopAt string, start func() (*cdb.KeyRotation, error)) (*client.KeyringResult, error) {
+	var r *cdb.KeyRotation
+	a.store.View(func(s *cdb.State) {
+		if c := k.of(s); c != nil {
+			cc := *c
+			r = &cc
+		}
+	})
 	t0 := time.Now()
 	if r == nil {
 		for _, m := range a.Status(ctx).Members {
 			if m.State != client.MemberUp {
-				return nil, cdb.Refuse(cdb.ErrRefused, "member %s is %s: a key rotation needs every member up (a member away through it could not gossip after); bring it back or remove it first", m.Name, m.State)
+				return nil, cdb.Refuse(cdb.ErrRefused, "member %s is %s: a %s rotation needs every member up (a member away through it could not talk to the others after); bring it back or remove it first", m.Name, m.State, k.what)
 			}
 		}
-		old := a.currentKey()
-		key := make([]byte, 32)
-		rand.Read(key)
-		sealed, err := sealKey(old, key)
+		begin, err := start()
 		if err != nil {
 			return nil, err
 		}
-		begin := &cdb.KeyRotation{Sealed: sealed, ID: keyID(key), OldID: keyID(old)}
-		if _, err := a.write(ctx, &cdb.Command{Op: cdb.OpKeyBegin, By: by, KeyRotation: begin}); err != nil {
+		if _, err := a.write(ctx, &cdb.Command{Op: k.begin, By: by, KeyRotation: begin}); err != nil {
 			return nil, err
 		}
 		r = begin
@@ -202,15 +249,19 @@ func (a *Agent) RotateKeys(ctx context.Context, by string) (*client.KeyringResul
 		if order(next) < order(phase) {
 			continue
 		}
+		if stopAt != "" && order(next) > order(stopAt) {
+			res.Staged = stopAt
+			break
+		}
 		if next != phase && next != cdb.KeyInstall {
-			if _, err := a.write(ctx, &cdb.Command{Op: cdb.OpKeyPhase, By: by, Serial: r.ID, Phase: next}); err != nil {
+			if _, err := a.write(ctx, &cdb.Command{Op: k.phase, By: by, Serial: r.ID, Phase: next}); err != nil {
 				return nil, err
 			}
 		}
 		if next == "done" {
 			break
 		}
-		if err := a.waitKeyPhase(ctx, r.ID, next, 30*time.Second); err != nil {
+		if err := a.waitPhase(ctx, k, r.ID, next, 30*time.Second); err != nil {
 			return nil, err
 		}
 		res.Phases = append(res.Phases, fmt.Sprintf("%s: every member after %s", next, time.Since(t0).Round(time.Millisecond)))
@@ -223,13 +274,13 @@ func order(phase string) int {
 	return map[string]int{cdb.KeyInstall: 0, cdb.KeyUse: 1, cdb.KeyRemove: 2, "done": 3}[phase]
 }
 
-// waitKeyPhase waits until every member has acked the phase.
-func (a *Agent) waitKeyPhase(ctx context.Context, id, phase string, limit time.Duration) error {
+// waitPhase waits until every member has acked the phase of rotation id.
+func (a *Agent) waitPhase(ctx context.Context, k rotationKind, id, phase string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		var waiting []string
 		a.store.View(func(s *cdb.State) {
-			if r := s.KeyRotation; r != nil && r.ID == id && r.Phase == phase {
+			if r := k.of(s); r != nil && r.ID == id && r.Phase == phase {
 				waiting = r.Waiting(s)
 			}
 		})
@@ -237,7 +288,7 @@ func (a *Agent) waitKeyPhase(ctx context.Context, id, phase string, limit time.D
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return cdb.Refuse(cdb.ErrUnreachable, "phase %s of the key rotation still waits for %s after %s: the rotation stays there (gossip works); bring them back and run vigil keyring rotate again to carry it on", phase, strings.Join(waiting, ", "), limit)
+			return cdb.Refuse(cdb.ErrUnreachable, "phase %s of the %s rotation still waits for %s after %s: the rotation stays there (the cluster works); bring them back and run %s again to carry it on", phase, k.what, strings.Join(waiting, ", "), limit, k.again)
 		}
 		a.poke()
 		select {

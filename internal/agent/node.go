@@ -146,7 +146,7 @@ func (a *Agent) admit(ctx context.Context, r *rpc.JoinRequest) (*rpc.JoinRespons
 	m.Witness = m.Witness || t.Witness
 	// Certify before committing, so a key we cannot certify never leaves a
 	// member without a certificate behind.
-	cert, serial, err := a.id.CA.Issue(m.Name, r.PublicKey, hostsOf(m.Links, m.API))
+	cert, serial, err := a.id.Issuer().Issue(m.Name, r.PublicKey, hostsOf(m.Links, m.API))
 	if err != nil {
 		return nil, cdb.Refuse(cdb.ErrInvalid, "member %s cannot join: %v", m.Name, err)
 	}
@@ -168,10 +168,10 @@ func (a *Agent) joinAnswer(st *cdb.State, joined cdb.Member, pub []byte, reissue
 	for _, n := range st.MemberNames() {
 		peers = append(peers, st.Members[n].Links[0])
 	}
-	resp := &rpc.JoinResponse{Cluster: st.Cluster, Member: joined, ClusterKey: a.currentKey(), CACert: a.id.CA.CertPEM,
-		CAKey: a.id.CA.KeyPEM, AdminToken: a.adminToken, Peers: peers}
+	resp := &rpc.JoinResponse{Cluster: st.Cluster, Member: joined, ClusterKey: a.currentKey(), CACert: a.id.Issuer().CertPEM,
+		CAKey: a.id.Issuer().KeyPEM, AdminToken: a.adminToken, Peers: peers}
 	if reissue {
-		cert, _, err := a.id.CA.IssueSerial(joined.Name, pub, hostsOf(joined.Links, joined.API), joined.CertSerial)
+		cert, _, err := a.id.Issuer().IssueSerial(joined.Name, pub, hostsOf(joined.Links, joined.API), joined.CertSerial)
 		if err != nil {
 			return nil, cdb.Refuse(cdb.ErrInvalid, "certifying member %s again: %v", joined.Name, err)
 		}

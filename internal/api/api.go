@@ -85,6 +85,10 @@ type Backend interface {
 	RevokeToken(ctx context.Context, idOrName, by string) error
 	// RotateKeys rotates the gossip key (`vigil keyring rotate`).
 	RotateKeys(ctx context.Context, by string) (*client.KeyringResult, error)
+	// RotateCA rotates the cluster CA (`vigil ca rotate [--stage]`).
+	RotateCA(ctx context.Context, by string, stage bool) (*client.KeyringResult, error)
+	// CA describes the CAs the answering member trusts and a rotation.
+	CA(ctx context.Context) *client.CAInfo
 	// RenewCert renews the answering member's certificate now.
 	RenewCert(ctx context.Context, by string) (*client.CertInfo, error)
 	// VerifyClient checks a client certificate chain against the cluster
@@ -194,6 +198,16 @@ func New(b Backend, log *slog.Logger) *Server {
 		out, err := s.b.RotateKeys(r.Context(), Who(r.Context()))
 		reply(w, out, err)
 	})
+	s.mux.HandleFunc("POST /v1/ca/rotate", func(w http.ResponseWriter, r *http.Request) {
+		stage := r.URL.Query().Get("stage")
+		if stage != "" && stage != "1" && stage != "true" {
+			writeError(w, cdb.Refuse(cdb.ErrInvalid, "stage=%q: give stage=1, or nothing to rotate to the end", stage))
+			return
+		}
+		out, err := s.b.RotateCA(r.Context(), Who(r.Context()), stage != "")
+		reply(w, out, err)
+	})
+	s.mux.HandleFunc("GET /v1/ca", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.b.CA(r.Context())) })
 	s.mux.HandleFunc("POST /v1/cert/renew", func(w http.ResponseWriter, r *http.Request) {
 		out, err := s.b.RenewCert(r.Context(), Who(r.Context()))
 		reply(w, out, err)
@@ -369,7 +383,7 @@ var routeRoles = map[string]string{
 	"GET /v1/settings": client.RoleViewer, "GET /v1/cdb": client.RoleViewer, "GET /v1/services": client.RoleViewer,
 	"GET /v1/services/{name}": client.RoleViewer, "GET /v1/locks": client.RoleViewer, "GET /v1/events": client.RoleViewer,
 	"GET /v1/events/stream": client.RoleViewer, "GET /v1/alerts": client.RoleViewer, "GET /v1/links": client.RoleViewer,
-	"GET /metrics": client.RoleViewer, "GET /v1/whoami": client.RoleViewer,
+	"GET /metrics": client.RoleViewer, "GET /v1/whoami": client.RoleViewer, "GET /v1/ca": client.RoleViewer,
 
 	"POST /v1/services/{name}/{action}": client.RoleOperator, "PUT /v1/members/{name}/drain": client.RoleOperator,
 	"PUT /v1/maintenance": client.RoleOperator, "POST /v1/locks/probe": client.RoleOperator,

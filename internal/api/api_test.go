@@ -753,3 +753,9 @@ func TestEventFollowersLimit(t *testing.T) {
 func (f *fakeBackend) RotateKeys(context.Context, string) (*client.KeyringResult, error) {
 	return &client.KeyringResult{}, nil
 }
+
+func (f *fakeBackend) RotateCA(context.Context, string, bool) (*client.KeyringResult, error) {
+	return &client.KeyringResult{}, nil
+}
+
+func (f *fakeBackend) CA(context.Context) *client.CAInfo { return &client.CAInfo{} }

@@ -48,6 +48,9 @@ const (
 	OpKeyBegin       Op = "key-begin"
 	OpKeyPhase       Op = "key-phase"
 	OpKeyAck         Op = "key-ack"
+	OpCABegin        Op = "ca-begin"
+	OpCAPhase        Op = "ca-phase"
+	OpCAAck          Op = "ca-ack"
 )
 
 // Command is one entry of the Raft log. At is the proposer's clock, so that
@@ -84,8 +87,9 @@ type Command struct {
 	// the one it replaces (hex).
 	Serial     string `json:"serial,omitempty"`
 	PrevSerial string `json:"prev_serial,omitempty"`
-	// KeyRotation starts a gossip key rotation; Phase is a rotation's
-	// phase (OpKeyPhase, OpKeyAck), Serial its key id.
+	// KeyRotation starts a gossip key rotation (OpKeyBegin) or a CA
+	// rotation (OpCABegin); Phase is a rotation's phase (OpKeyPhase,
+	// OpKeyAck, OpCAPhase, OpCAAck), Serial its key id.
 	KeyRotation *KeyRotation `json:"key_rotation,omitempty"`
 	Phase       string       `json:"phase,omitempty"`
 }
@@ -186,6 +190,9 @@ func (s *State) apply(c *Command) (any, error) {
 		j := c.Join
 		if j == nil {
 			return nil, refuse(ErrRefused, "join without arguments")
+		}
+		if r := s.CARotation; r != nil {
+			return nil, refuse(ErrConflict, "a CA rotation is under way (phase %s): no member joins until it ends; finish it with vigil ca rotate, then join with a new token (vigil member add %s)", r.Phase, j.Member.Name)
 		}
 		hash := j.SecretHash
 		if j.Secret != "" {

@@ -195,13 +195,20 @@ func eventsOf(c *Command, before *commandBefore, s *State, err error) []client.E
 			return []client.Event{ev(client.EventFence, c.Member, "", "member "+c.Member+" is recorded as fenced (off): confirmed by "+c.By)}
 		}
 		return []client.Event{ev(client.EventFence, c.Member, "", "fence record of member "+c.Member+" cleared: it is UP again")}
-	case OpDLMView, OpTokensPrune, OpKeyAck:
+	case OpDLMView, OpTokensPrune, OpKeyAck, OpCAAck:
 		return nil
 	case OpKeyBegin:
 		return []client.Event{ev(client.EventConfig, "", "", fmt.Sprintf("gossip key rotation began: key %s replaces %s; every member installs it", c.KeyRotation.ID, c.KeyRotation.OldID))}
 	case OpKeyPhase:
 		what := map[string]string{KeyUse: "every member has the new key: gossip is sealed with it now", KeyRemove: "every member seals gossip with the new key: the old one is removed",
 			"done": "gossip key rotation done: key " + c.Serial + " is the only one"}[c.Phase]
+		return []client.Event{ev(client.EventConfig, "", "", what)}
+	case OpCABegin:
+		return []client.Event{ev(client.EventConfig, "", "", fmt.Sprintf("CA rotation began: CA %s replaces %s; every member trusts both", short(c.KeyRotation.ID), short(c.KeyRotation.OldID)))}
+	case OpCAPhase:
+		what := map[string]string{KeyUse: "every member trusts the new CA: each takes a certificate of it now (shown with the new CA cross-signed by the old)",
+			KeyRemove: "every member has a certificate of the new CA: the old CA is no longer trusted",
+			"done":    "CA rotation done: CA " + short(c.Serial) + " is the only one; give clients that use --ca its certificate (vigil ca show --pem)"}[c.Phase]
 		return []client.Event{ev(client.EventConfig, "", "", what)}
 	case OpCertRenew:
 		return []client.Event{ev(client.EventConfig, c.Member, "", fmt.Sprintf("member %s renewed its certificate: serial %s replaces %s (which is accepted until it expires)", c.Member, c.Serial, c.PrevSerial))}

@@ -205,3 +205,29 @@ func TestKeyRotationPhases(t *testing.T) {
 	}
 	mustApply(t, s, &Command{Op: OpKeyAck, At: t0, Member: "m1", Serial: "k2", Phase: KeyRemove}) // late: ignored
 }
+
+func TestCARotationPhases(t *testing.T) {
+	s := newInit(t)
+	mustApply(t, s, tokenCmd("t2", "s", "m2", t0.Add(time.Hour)))
+	mustApply(t, s, tokenCmd("t3", "s", "m3", t0.Add(time.Hour)))
+	mustApply(t, s, joinCmd(t0, "t2", "s", "m2", 0))
+	ca := &KeyRotation{Sealed: "x", ID: "ab12cd34ef56ab12cd34ef56", OldID: "99", Cert: "pem", Cross: "pem"}
+	mustRefuse(t, s, &Command{Op: OpCABegin, At: t0, KeyRotation: &KeyRotation{Sealed: "x", ID: "c"}}, ErrInvalid, "CA rotation without a key")
+	mustApply(t, s, &Command{Op: OpKeyBegin, At: t0, KeyRotation: &KeyRotation{Sealed: "x", ID: "k2", OldID: "k1"}})
+	mustRefuse(t, s, &Command{Op: OpCABegin, At: t0, KeyRotation: ca}, ErrConflict, "a key rotation is under way, in phase install: finish it first (run vigil keyring rotate again)")
+	s.KeyRotation = nil
+	mustApply(t, s, &Command{Op: OpCABegin, At: t0, KeyRotation: ca})
+	mustRefuse(t, s, &Command{Op: OpKeyBegin, At: t0, KeyRotation: &KeyRotation{Sealed: "x", ID: "k3"}}, ErrConflict, "a CA rotation is under way")
+	mustRefuse(t, s, joinCmd(t0, "t3", "s", "m3", 0), ErrConflict, "a CA rotation is under way (phase install): no member joins until it ends")
+	for _, ph := range []string{KeyInstall, KeyUse, KeyRemove} {
+		for _, m := range []string{"m1", "m2"} {
+			mustApply(t, s, &Command{Op: OpCAAck, At: t0, Member: m, Serial: ca.ID, Phase: ph})
+		}
+		next := map[string]string{KeyInstall: KeyUse, KeyUse: KeyRemove, KeyRemove: "done"}[ph]
+		mustApply(t, s, &Command{Op: OpCAPhase, At: t0, Serial: ca.ID, Phase: next})
+	}
+	if s.CARotation != nil || s.Cluster.CAFingerprint != ca.ID {
+		t.Fatalf("after the rotation: %+v, fingerprint %s", s.CARotation, s.Cluster.CAFingerprint)
+	}
+	mustApply(t, s, joinCmd(t0, "t3", "s", "m3", 0))
+}

@@ -46,6 +46,8 @@ type State struct {
 	APITokens map[string]*APIToken `json:"api_tokens,omitempty"`
 	// KeyRotation is a gossip key rotation under way.
 	KeyRotation *KeyRotation `json:"key_rotation,omitempty"`
+	// CARotation is a CA rotation under way.
+	CARotation *KeyRotation `json:"ca_rotation,omitempty"`
 }
 
 // Cluster holds the cluster-wide identity and attributes.

@@ -8,6 +8,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,7 +123,7 @@ func newRoot(ctx context.Context, g *globals) *cobra.Command {
 		clusterCmd(g), memberCmd(g), membersCmd(g), statusCmd(g), agentCmd(g), settingsCmd(g),
 		cdbCmd(g), logLevelCmd(g), demoCmd(g), versionCmd(g),
 		applyCmd(g, false), applyCmd(g, true), serviceCmd(g), maintenanceCmd(g), serveNameCmd(g), fenceCmd(g),
-		lockCmd(g), locksCmd(g), eventsCmd(g), alertCmd(g), linksCmd(g), execCmd(g), doctorCmd(g), tokenCmd(g), certCmd(g), keyringCmd(g),
+		lockCmd(g), locksCmd(g), eventsCmd(g), alertCmd(g), linksCmd(g), execCmd(g), doctorCmd(g), tokenCmd(g), certCmd(g), keyringCmd(g), caCmd(g),
 		genCmd(g, func() *cobra.Command { return newRoot(ctx, g) }),
 	)
 	return root
@@ -174,11 +175,12 @@ func (g *globals) client() (*client.Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		ca, err := pki.ParseCert(b)
-		if err != nil {
-			return nil, fmt.Errorf("--ca %s: %v", g.caFile, err)
+		// The file may hold more than one CA: both, during a CA rotation
+		// (vigil ca show --pem).
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--ca %s: no PEM certificate in it; give the cluster's CA certificate (vigil ca show --pem, or DATA/ca.crt of a member)", g.caFile)
 		}
-		pool := newPool(ca)
 		o.TLS = &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, ServerName: "localhost"}
 		if o.Token == "" {
 			if t, err := agent.ReadAdminToken(g.dataDir); err == nil {

@@ -5,6 +5,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,6 +22,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -31,6 +33,10 @@ const (
 	CAKeyFile  = "ca.key"
 	CertFile   = "member.crt"
 	KeyFile    = "member.key"
+	// During a CA rotation (vigil ca rotate): the new CA's certificate
+	// before it is in use, and the old one's after.
+	NextCACertFile = "ca.next.crt"
+	PrevCACertFile = "ca.prev.crt"
 )
 
 // MemberCertLifetime is how long a member certificate is valid.
@@ -44,21 +50,24 @@ type CA struct {
 	KeyPEM  []byte
 }
 
-// NewCA creates a CA for the named cluster, valid for ten years.
+// NewCA creates a CA for the named cluster, valid for ten years. It may
+// have one intermediate below it: the cross-signed certificate of the CA
+// that replaces it (vigil ca rotate).
 func NewCA(cluster string) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "vigil cluster CA " + cluster, Organization: []string{"vigil:" + cluster}},
+		SerialNumber: serial(),
+		// The time in the name tells a CA from the one it replaces.
+		Subject:               pkix.Name{CommonName: "vigil cluster CA " + cluster + " " + time.Now().UTC().Format("2006-01-02T15:04:05Z"), Organization: []string{"vigil:" + cluster}},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(10 * 365 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		MaxPathLenZero:        true,
+		MaxPathLen:            1,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
@@ -87,6 +96,35 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 		ca.Key, ca.KeyPEM = k, keyPEM
 	}
 	return ca, nil
+}
+
+// CrossSign certifies next's key and name with ca's key: the certificate a
+// member issued by next shows after its own during a CA rotation, so that a
+// client that trusts only ca still accepts it (the chain leaf → cross → ca).
+// It is valid as long as next is, and may have no CA below it.
+func (ca *CA) CrossSign(next *CA) ([]byte, error) {
+	if ca.Key == nil {
+		return nil, errors.New("this member has no CA key, so it cannot cross-sign")
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               next.Cert.Subject,
+		SubjectKeyId:          next.Cert.SubjectKeyId,
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              next.Cert.NotAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	if ca.Cert.NotAfter.Before(tmpl.NotAfter) {
+		tmpl.NotAfter = ca.Cert.NotAfter
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, next.Cert.PublicKey, ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	return pemEncode("CERTIFICATE", der), nil
 }
 
 // Fingerprint is the SHA-256 of the CA certificate, in hex.
@@ -173,13 +211,45 @@ func Serial(n *big.Int) string { return n.Text(16) }
 // Identity is what a member loads from its data dir. Cert and Leaf are
 // the certificate loaded; after a renewal (Replace) the TLS configurations
 // of ServerConfig and ClientConfig offer the new one, and Current returns it.
+// The CA that issues (Issuer) and the CAs trusted (Roots) change during a CA
+// rotation (SetIssuer, Trust); every handshake after a change uses it.
 type Identity struct {
-	CA   *CA
 	Cert tls.Certificate
 	Leaf *x509.Certificate
-	Pool *x509.CertPool
 
-	cur atomic.Pointer[current] // set by Replace
+	cur    atomic.Pointer[current] // set by Replace
+	issuer atomic.Pointer[CA]
+	roots  atomic.Pointer[roots]
+}
+
+type roots struct {
+	pool  *x509.CertPool
+	certs []*x509.Certificate
+}
+
+// Issuer is the CA that issues member certificates: the cluster CA, or the
+// new one from the second phase of a CA rotation.
+func (id *Identity) Issuer() *CA { return id.issuer.Load() }
+
+// SetIssuer puts ca in use for issuing.
+func (id *Identity) SetIssuer(ca *CA) { id.issuer.Store(ca) }
+
+// Roots is the pool of trusted CAs.
+func (id *Identity) Roots() *x509.CertPool { return id.roots.Load().pool }
+
+// Trusted lists the trusted CAs.
+func (id *Identity) Trusted() []*x509.Certificate { return id.roots.Load().certs }
+
+// Trust replaces the trusted CAs: one, or two during a CA rotation.
+func (id *Identity) Trust(cas ...*x509.Certificate) {
+	r := &roots{pool: x509.NewCertPool()}
+	for _, c := range cas {
+		if c != nil && !slices.ContainsFunc(r.certs, c.Equal) {
+			r.pool.AddCert(c)
+			r.certs = append(r.certs, c)
+		}
+	}
+	id.roots.Store(r)
 }
 
 type current struct {
@@ -207,10 +277,19 @@ func (id *Identity) Replace(cert tls.Certificate) error {
 }
 
 // Renew issues a new certificate for the member with a new key and serial,
-// with the hosts of the old one, signed by the CA (every member holds the CA
-// key). It returns the PEM files and the TLS certificate, not yet in use.
+// with the hosts of the old one, signed by the issuing CA (every member
+// holds the CA key), followed by the certificates after the leaf in the
+// one in use (a cross-signed CA during a CA rotation). It returns the PEM
+// files and the TLS certificate, not yet in use.
 func (id *Identity) Renew() (certPEM, keyPEM []byte, serial string, cert tls.Certificate, err error) {
-	if id.CA == nil || id.CA.Key == nil {
+	cur, _ := id.Current()
+	return id.RenewWith(id.Issuer(), extraPEM(cur))
+}
+
+// RenewWith is Renew by the CA ca, with extra (PEM certificates) after the
+// leaf in the certificate file.
+func (id *Identity) RenewWith(ca *CA, extra []byte) (certPEM, keyPEM []byte, serial string, cert tls.Certificate, err error) {
+	if ca == nil || ca.Key == nil {
 		return nil, nil, "", cert, errors.New("this data dir has no CA key: a member cannot renew its certificate without it")
 	}
 	_, leaf := id.Current()
@@ -223,12 +302,49 @@ func (id *Identity) Renew() (certPEM, keyPEM []byte, serial string, cert tls.Cer
 		hosts = append(hosts, ip.String())
 	}
 	hosts = append(hosts, leaf.DNSNames...)
-	certPEM, serial, err = id.CA.Issue(leaf.Subject.CommonName, pubDER, hosts)
+	certPEM, serial, err = ca.Issue(leaf.Subject.CommonName, pubDER, hosts)
 	if err != nil {
 		return nil, nil, "", cert, err
 	}
-	cert, err = tls.X509KeyPair(append(append([]byte{}, certPEM...), id.CA.CertPEM...), keyPEM)
+	certPEM = append(certPEM, extra...)
+	cert, err = KeyPair(certPEM, keyPEM, ca.CertPEM)
 	return certPEM, keyPEM, serial, cert, err
+}
+
+// KeyPair is the TLS certificate of a member's files: the certificate file
+// (the leaf, and during a CA rotation the cross-signed CA), then the CA.
+func KeyPair(certPEM, keyPEM, caPEM []byte) (tls.Certificate, error) {
+	return tls.X509KeyPair(append(append([]byte{}, certPEM...), caPEM...), keyPEM)
+}
+
+// Chain is the PEM certificate file of cert without its CA: the leaf and
+// any certificate between it and the CA (the cross-signed one of a
+// rotation), for writing back after a change of CA.
+func Chain(cert *tls.Certificate, withExtra bool) []byte {
+	if len(cert.Certificate) == 0 {
+		return nil
+	}
+	out := pemEncode("CERTIFICATE", cert.Certificate[0])
+	if withExtra {
+		out = append(out, extraPEM(cert)...)
+	}
+	return out
+}
+
+// extraPEM is what a certificate shows between its leaf and its CA: the
+// certificates after the leaf that are not self-signed (a cross-signed
+// certificate may have its issuer's name: a CA made before CA names had
+// a time).
+func extraPEM(cert *tls.Certificate) []byte {
+	var out []byte
+	for _, der := range cert.Certificate[1:] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil || (bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil) {
+			continue // a CA's own certificate
+		}
+		out = append(out, pemEncode("CERTIFICATE", der)...)
+	}
+	return out
 }
 
 // WriteFiles stores the CA and member files in dir with mode 0600.
@@ -270,19 +386,35 @@ func Load(dir string) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	pair, err := tls.X509KeyPair(append(append([]byte{}, certPEM...), caPEM...), keyPEM)
+	pair, err := KeyPair(certPEM, keyPEM, caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("member certificate in %s: %w", dir, err)
 	}
 	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	return &Identity{CA: ca, Cert: pair, Leaf: leaf, Pool: pool}, nil
+	id := &Identity{Cert: pair, Leaf: leaf}
+	id.SetIssuer(ca)
+	// During a CA rotation a second CA is trusted: the next one, or the
+	// one it replaced.
+	trust := []*x509.Certificate{ca.Cert}
+	for _, name := range []string{NextCACertFile, PrevCACertFile} {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+			c, err := ParseCert(b)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", filepath.Join(dir, name), err)
+			}
+			trust = append(trust, c)
+		}
+	}
+	id.Trust(trust...)
+	return id, nil
 }
 
 // ServerConfig is the TLS 1.3 server side: it offers the member certificate,
-// verifies a client certificate against the CA when one is given, and
-// advertises the protocols.
+// verifies a client certificate against the trusted CAs when one is given
+// (the handshake fails if it does not verify), and advertises the
+// protocols. The CAs are those of the moment of the handshake, which is
+// why the check is the config's own and not crypto/tls's: use PeerLeaf,
+// not VerifiedChains, to read who the client is.
 func (id *Identity) ServerConfig(protos ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
@@ -290,13 +422,39 @@ func (id *Identity) ServerConfig(protos ...string) *tls.Config {
 			c, _ := id.Current()
 			return c, nil
 		},
-		ClientCAs:  id.Pool,
-		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientAuth: tls.RequestClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil
+			}
+			return verify(id.Roots(), cs.PeerCertificates, x509.ExtKeyUsageClientAuth, "")
+		},
 		NextProtos: protos,
 	}
 }
 
-// ClientConfig is the TLS 1.3 client side with the member certificate.
+// PeerLeaf is the client certificate of a connection accepted with
+// ServerConfig, verified in its handshake; nil when the client gave none.
+func PeerLeaf(cs tls.ConnectionState) *x509.Certificate {
+	if len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	return cs.PeerCertificates[0]
+}
+
+func verify(pool *x509.CertPool, chain []*x509.Certificate, usage x509.ExtKeyUsage, host string) error {
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: host,
+		KeyUsages: []x509.ExtKeyUsage{usage}})
+	return err
+}
+
+// ClientConfig is the TLS 1.3 client side with the member certificate. The
+// server's certificate is checked against the CAs trusted at the moment of
+// the handshake.
 func (id *Identity) ClientConfig(proto string) *tls.Config {
 	c := &tls.Config{
 		MinVersion: tls.VersionTLS13,
@@ -304,10 +462,17 @@ func (id *Identity) ClientConfig(proto string) *tls.Config {
 			c, _ := id.Current()
 			return c, nil
 		},
-		RootCAs: id.Pool,
-		// Members are dialled by address; the certificate is checked against
-		// the CA, and the member name is checked by the caller where it matters.
-		ServerName: "localhost",
+		// Replaced by VerifyConnection, which reads the trusted CAs at
+		// each handshake. Members are dialled by address; the certificate
+		// names "localhost" too, and the member name is checked by the
+		// caller where it matters.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the server showed no certificate")
+			}
+			return verify(id.Roots(), cs.PeerCertificates, x509.ExtKeyUsageServerAuth, "localhost")
+		},
 	}
 	if proto != "" {
 		c.NextProtos = []string{proto}
@@ -327,21 +492,23 @@ func PinnedConfig(fingerprint, proto string) *tls.Config {
 			if len(raw) < 2 {
 				return errors.New("the member did not present its CA certificate")
 			}
-			ca, err := x509.ParseCertificate(raw[len(raw)-1])
-			if err != nil {
-				return err
+			var chain []*x509.Certificate
+			for _, der := range raw {
+				c, err := x509.ParseCertificate(der)
+				if err != nil {
+					return err
+				}
+				chain = append(chain, c)
 			}
-			if got := Fingerprint(ca); got != fingerprint {
-				return fmt.Errorf("the member's CA fingerprint is %s, the token says %s: the token belongs to another cluster, or the address is wrong", short(got), short(fingerprint))
-			}
-			leaf, err := x509.ParseCertificate(raw[0])
-			if err != nil {
-				return err
+			// The CA is the last certificate; during a CA rotation a
+			// cross-signed one comes between.
+			i := slices.IndexFunc(chain[1:], func(c *x509.Certificate) bool { return Fingerprint(c) == fingerprint })
+			if i < 0 {
+				return fmt.Errorf("the member's CA fingerprint is %s, the token says %s: the token belongs to another cluster, or the address is wrong, or the cluster's CA was rotated after the token was made (make a new one)", short(Fingerprint(chain[len(chain)-1])), short(fingerprint))
 			}
 			pool := x509.NewCertPool()
-			pool.AddCert(ca)
-			_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-			return err
+			pool.AddCert(chain[1+i])
+			return verify(pool, chain, x509.ExtKeyUsageServerAuth, "")
 		},
 	}
 }
@@ -378,6 +545,9 @@ func parseKey(b []byte) (crypto.Signer, error) {
 	return s, nil
 }
 
+// PEM encodes a certificate.
+func PEM(c *x509.Certificate) []byte { return pemEncode("CERTIFICATE", c.Raw) }
+
 func pemEncode(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 }
@@ -392,7 +562,7 @@ func serial() *big.Int {
 // refuse a bad one with an answer that says why (VerifyClient).
 func (id *Identity) APIServerConfig(protos ...string) *tls.Config {
 	c := id.ServerConfig(protos...)
-	c.ClientAuth = tls.RequestClientCert
+	c.VerifyConnection = nil
 	return c
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vigil-cluster/vigil/internal/dlm/server"
+	"github.com/vigil-cluster/vigil/internal/pki"
 )
 
 // The lock manager's connections (ProtoDLM): each frame is a 4-byte
@@ -107,10 +108,11 @@ func (l *DLMConn) Close() { l.c.Close() }
 func ServeDLM(c *tls.Conn, apply func(*server.Batch) server.Ack) error {
 	defer c.Close()
 	st := c.ConnectionState()
-	if len(st.VerifiedChains) == 0 {
+	leaf := pki.PeerLeaf(st)
+	if leaf == nil {
 		return fmt.Errorf("lock manager connection without a member certificate")
 	}
-	peer := st.VerifiedChains[0][0].Subject.CommonName
+	peer := leaf.Subject.CommonName
 	r, w := bufio.NewReaderSize(c, 64<<10), bufio.NewWriterSize(c, 64<<10)
 	// Acks are off the lock path (the answers to requests travel as
 	// batches the other way): they are flushed in bursts, every ackBurst

@@ -103,12 +103,13 @@ func (m *Mux) route(c *tls.Conn) {
 	switch st.NegotiatedProtocol {
 	case ProtoRaft, ProtoDLM:
 		what := map[string]string{ProtoRaft: "Raft", ProtoDLM: "lock manager"}[st.NegotiatedProtocol]
-		if len(st.VerifiedChains) == 0 {
+		leaf := pki.PeerLeaf(st)
+		if leaf == nil {
 			m.log.Warn("refused "+what+" connection without a cluster certificate", "from", c.RemoteAddr())
 			c.Close()
 			return
 		}
-		if leaf := st.VerifiedChains[0][0]; m.Allow != nil && !m.Allow(leaf.Subject.CommonName, pki.Serial(leaf.SerialNumber)) {
+		if m.Allow != nil && !m.Allow(leaf.Subject.CommonName, pki.Serial(leaf.SerialNumber)) {
 			m.log.Warn("refused "+what+" connection from a certificate that no longer speaks for a member", "from", c.RemoteAddr(), "cn", leaf.Subject.CommonName)
 			c.Close()
 			return

@@ -234,10 +234,10 @@ func PeerMember(ctx context.Context) string {
 		return ""
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(ti.State.VerifiedChains) == 0 {
+	if !ok || pki.PeerLeaf(ti.State) == nil {
 		return ""
 	}
-	return ti.State.VerifiedChains[0][0].Subject.CommonName
+	return pki.PeerLeaf(ti.State).Subject.CommonName
 }
 
 func peerCert(ctx context.Context) (string, string) {
@@ -246,10 +246,10 @@ func peerCert(ctx context.Context) (string, string) {
 		return "", ""
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(ti.State.VerifiedChains) == 0 {
+	if !ok || pki.PeerLeaf(ti.State) == nil {
 		return "", ""
 	}
-	leaf := ti.State.VerifiedChains[0][0]
+	leaf := pki.PeerLeaf(ti.State)
 	return leaf.Subject.CommonName, pki.Serial(leaf.SerialNumber)
 }
 

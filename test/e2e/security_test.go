@@ -76,7 +76,7 @@ func TestHostileClients(t *testing.T) {
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(4242), Subject: pkix.Name{CommonName: "m1"},
 		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, id.CA.Cert, id.Cert.Leaf.PublicKey, id.CA.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, id.Issuer().Cert, id.Cert.Leaf.PublicKey, id.Issuer().Key)
 	if err != nil {
 		t.Fatal(err)
 	}
