@@ -59,9 +59,14 @@ func BenchmarkLocalPairs(b *testing.B) {
 
 // BenchmarkSocketPairs: one session over the socket, one goroutine: every
 // pair is two round trips.
-func BenchmarkSocketPairs(b *testing.B) {
+func BenchmarkSocketPairs(b *testing.B) { socketPairs(b, Dial) }
+
+// BenchmarkSocketPairsGRPC: the same over the socket's gRPC protocol.
+func BenchmarkSocketPairsGRPC(b *testing.B) { socketPairs(b, DialGRPC) }
+
+func socketPairs(b *testing.B, dial func(context.Context, string) (*Client, error)) {
 	srv := newServer(b)
-	c, err := Dial(context.Background(), serve(b, srv))
+	c, err := dial(context.Background(), serve(b, srv))
 	if err != nil {
 		b.Fatal(err)
 	}

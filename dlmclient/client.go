@@ -4,8 +4,10 @@
 // member's agent.
 //
 // A [Client] is one session: [Dial] opens it over the agent's Unix socket
-// (DATA/dlm.sock, root only), [Local] directly on a lock manager in the
-// same process (the agent's own code, benchmarks). Both have the same API.
+// (DATA/dlm.sock, root only) with the socket's raw protocol, [DialGRPC]
+// with its gRPC service (slower; what other languages use), [Local]
+// directly on a lock manager in the same process (the agent's own code,
+// benchmarks). All have the same API.
 // The session owns its locks: when it ends ([Client.Close], the process
 // exits, the connection breaks) the agent releases them all. When the
 // member's lease is about to end, the agent tells the session that its

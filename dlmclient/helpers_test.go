@@ -65,8 +65,8 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 	}
 }
 
-// rig opens clients on one lock manager, either in-process or over its
-// socket.
+// rig opens clients on one lock manager: in-process ("local"), or over its
+// socket with the raw protocol ("socket") or gRPC ("grpc").
 type rig struct {
 	tb   testing.TB
 	srv  *server.Server
@@ -76,7 +76,7 @@ type rig struct {
 
 func newRig(tb testing.TB, kind string) *rig {
 	r := &rig{tb: tb, srv: newServer(tb), kind: kind}
-	if kind == "socket" {
+	if kind != "local" {
 		r.path = serve(tb, r.srv)
 	}
 	return r
@@ -88,11 +88,16 @@ func (r *rig) client() *Client {
 		c   *Client
 		err error
 	)
-	if r.kind == "socket" {
+	switch r.kind {
+	case "socket":
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		c, err = Dial(ctx, r.path)
-	} else {
+	case "grpc":
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err = DialGRPC(ctx, r.path)
+	default:
 		c, err = Local(r.srv)
 	}
 	if err != nil {
@@ -105,9 +110,9 @@ func (r *rig) client() *Client {
 // held returns the locks the lock manager holds for its clients.
 func (r *rig) held() []cluster.LockInfo { return r.srv.Locks().Held }
 
-// both runs f for a Local client rig and a socket one.
+// both runs f for a Local client rig and a socket one of each protocol.
 func both(t *testing.T, f func(t *testing.T, r *rig)) {
-	for _, kind := range []string{"local", "socket"} {
+	for _, kind := range []string{"local", "socket", "grpc"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			f(t, newRig(t, kind))

@@ -52,19 +52,17 @@ func (t *localTransport) do(o *op) {
 
 func (t *localTransport) close() error { return t.ss.Close() }
 
-// socketTransport speaks to the agent over its Unix socket: one gRPC
-// stream. Callers' requests are sent by whichever caller finds no send
-// running (it sends everything queued meanwhile in one frame); one
-// goroutine reads answers and events.
+// socketTransport speaks to the agent over its Unix socket: one raw
+// connection or one gRPC stream (a sessionConn). Callers' requests are sent
+// by whichever caller finds no send running (it sends everything queued
+// meanwhile in one write); one goroutine reads answers and events.
 type socketTransport struct {
-	c      *Client
-	path   string
-	cc     *grpc.ClientConn
-	stream grpc.ClientStream
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the reader ends
+	c    *Client
+	path string
+	conn sessionConn
+	done chan struct{} // closed when the reader ends
 
-	sendMu sync.Mutex // serializes SendMsg and CloseSend
+	sendMu sync.Mutex // serializes send and closeSend
 
 	mu      sync.Mutex
 	nextTag uint64           // guarded by mu
@@ -75,22 +73,65 @@ type socketTransport struct {
 	closing bool             // guarded by mu: Close was called
 }
 
+// A sessionConn carries one session's frames to the agent.
+type sessionConn interface {
+	// send sends requests (one caller at a time).
+	send(reqs []socket.Request) error
+	// recv reads the next frame of messages (one reader).
+	recv(f *socket.ServerFrame) error
+	// closeSend tells the agent that the client ends the session.
+	closeSend() error
+	// close ends the connection.
+	close() error
+}
+
 // Dial opens a session on the lock manager of the agent whose socket is at
-// path (DATA/dlm.sock). ctx bounds the connection, not the session.
+// path (DATA/dlm.sock), with the socket's raw protocol. ctx bounds the
+// connection, not the session.
 func Dial(ctx context.Context, path string) (*Client, error) {
-	fi, err := os.Stat(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err,
-			Msg: fmt.Sprintf("%s does not exist: the vigil agent is not running on this member", path)}
-	case errors.Is(err, os.ErrPermission):
-		return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err,
-			Msg: fmt.Sprintf("cannot reach %s: permission denied (the lock manager's socket is for root only)", path)}
-	case err != nil:
-		return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: err.Error()}
-	case fi.Mode()&os.ModeSocket == 0:
-		return nil, &Error{Op: "dial", Kind: ErrNoAgent,
-			Msg: fmt.Sprintf("%s is not a socket: give the lock manager's socket (DATA/%s)", path, socket.File)}
+	if err := checkSocket(path); err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, dialError(ctx, path, err, err)
+	}
+	// The context bounds the opening: a deadline in the past ends a
+	// read or write that waits.
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	fail := func(err error) (*Client, error) {
+		stop()
+		nc.Close()
+		var end *socket.EndError
+		if errors.As(err, &end) {
+			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: fmt.Sprintf("the lock manager at %s refused a session: %s", path, end.Reason)}
+		}
+		if ctx.Err() == nil && (errors.Is(err, io.EOF) || errors.As(err, new(*socket.FrameError)) || errors.Is(err, syscall.ECONNRESET)) {
+			err = fmt.Errorf("%w (is the agent older than this client? DialGRPC speaks the protocol of every version)", err)
+		}
+		return nil, dialError(ctx, path, nil, err)
+	}
+	rc := &rawConn{c: nc, fr: socket.NewFrameReader(nc)}
+	if _, err := io.WriteString(nc, socket.Magic); err != nil {
+		return fail(err)
+	}
+	var first socket.ServerFrame
+	if err := rc.recv(&first); err != nil {
+		return fail(err)
+	}
+	if !stop() {
+		return fail(ctx.Err())
+	}
+	nc.SetDeadline(time.Time{})
+	return open(path, rc, &first, fail)
+}
+
+// DialGRPC is Dial with the socket's gRPC protocol (the service vigil.DLM,
+// which clients in other languages use): the same session, slower.
+func DialGRPC(ctx context.Context, path string) (*Client, error) {
+	if err := checkSocket(path); err != nil {
+		return nil, err
 	}
 	var (
 		dialMu  sync.Mutex
@@ -122,23 +163,7 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 		dialMu.Lock()
 		de := dialErr
 		dialMu.Unlock()
-		switch {
-		case errors.Is(de, syscall.ECONNREFUSED):
-			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: de,
-				Msg: fmt.Sprintf("nothing listens on %s: the vigil agent is not running on this member (the socket is left from an earlier run)", path)}
-		case errors.Is(de, syscall.EACCES) || errors.Is(de, syscall.EPERM):
-			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: de,
-				Msg: fmt.Sprintf("cannot connect to %s: permission denied (the lock manager's socket is for root only)", path)}
-		case ctx.Err() != nil:
-			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: ctx.Err(),
-				Msg: fmt.Sprintf("no session from the lock manager at %s in time (%v): is the agent overloaded or stuck?", path, ctx.Err())}
-		case de != nil:
-			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: de, Msg: fmt.Sprintf("cannot connect to %s: %v", path, de)}
-		}
-		if s, ok := status.FromError(err); ok {
-			return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: fmt.Sprintf("the lock manager at %s refused a session: %s", path, s.Message())}
-		}
-		return nil, &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: fmt.Sprintf("no session from the lock manager at %s: %v", path, err)}
+		return nil, dialError(ctx, path, de, err)
 	}
 	stream, err := cc.NewStream(sctx, &socket.StreamDesc, socket.Method)
 	if err != nil {
@@ -151,18 +176,115 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 	if !stop() {
 		return fail(ctx.Err())
 	}
+	return open(path, &grpcConn{cc: cc, stream: stream, cancel: cancel}, &first, fail)
+}
+
+// checkSocket checks that path is a socket this process may use.
+func checkSocket(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return &Error{Op: "dial", Kind: ErrNoAgent, Err: err,
+			Msg: fmt.Sprintf("%s does not exist: the vigil agent is not running on this member", path)}
+	case errors.Is(err, os.ErrPermission):
+		return &Error{Op: "dial", Kind: ErrNoAgent, Err: err,
+			Msg: fmt.Sprintf("cannot reach %s: permission denied (the lock manager's socket is for root only)", path)}
+	case err != nil:
+		return &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: err.Error()}
+	case fi.Mode()&os.ModeSocket == 0:
+		return &Error{Op: "dial", Kind: ErrNoAgent,
+			Msg: fmt.Sprintf("%s is not a socket: give the lock manager's socket (DATA/%s)", path, socket.File)}
+	}
+	return nil
+}
+
+// dialError explains why no session opened: de is the error of connecting
+// to the socket (if any), err what ended the opening.
+func dialError(ctx context.Context, path string, de, err error) error {
+	switch {
+	case errors.Is(de, syscall.ECONNREFUSED):
+		return &Error{Op: "dial", Kind: ErrNoAgent, Err: de,
+			Msg: fmt.Sprintf("nothing listens on %s: the vigil agent is not running on this member (the socket is left from an earlier run)", path)}
+	case errors.Is(de, syscall.EACCES) || errors.Is(de, syscall.EPERM):
+		return &Error{Op: "dial", Kind: ErrNoAgent, Err: de,
+			Msg: fmt.Sprintf("cannot connect to %s: permission denied (the lock manager's socket is for root only)", path)}
+	case ctx.Err() != nil:
+		return &Error{Op: "dial", Kind: ErrNoAgent, Err: ctx.Err(),
+			Msg: fmt.Sprintf("no session from the lock manager at %s in time (%v): is the agent overloaded or stuck?", path, ctx.Err())}
+	case de != nil:
+		return &Error{Op: "dial", Kind: ErrNoAgent, Err: de, Msg: fmt.Sprintf("cannot connect to %s: %v", path, de)}
+	}
+	if s, ok := status.FromError(err); ok {
+		return &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: fmt.Sprintf("the lock manager at %s refused a session: %s", path, s.Message())}
+	}
+	return &Error{Op: "dial", Kind: ErrNoAgent, Err: err, Msg: fmt.Sprintf("no session from the lock manager at %s: %v", path, err)}
+}
+
+// open makes the client of a session whose first frame is first.
+func open(path string, conn sessionConn, first *socket.ServerFrame, fail func(error) (*Client, error)) (*Client, error) {
 	if len(first.Messages) == 0 || first.Messages[0].Event != socket.EventOpen {
 		return fail(errors.New("the first message is not the session's opening: is this a vigil lock manager socket?"))
 	}
 	c := newClient()
-	t := &socketTransport{c: c, path: path, cc: cc, stream: stream, cancel: cancel,
-		done: make(chan struct{}), calls: map[uint64]*op{}}
+	t := &socketTransport{c: c, path: path, conn: conn, done: make(chan struct{}), calls: map[uint64]*op{}}
 	c.t, c.owner = t, first.Messages[0].Session
 	for i := range first.Messages[1:] {
 		t.handle(&first.Messages[1+i])
 	}
 	go t.read()
 	return c, nil
+}
+
+// rawConn is a session on the socket's raw protocol.
+type rawConn struct {
+	c   net.Conn
+	fr  *socket.FrameReader
+	buf []byte // guarded by socketTransport.sendMu
+}
+
+func (r *rawConn) send(reqs []socket.Request) error {
+	r.buf = socket.AppendRawRequests(r.buf[:0], reqs)
+	_, err := r.c.Write(r.buf)
+	if cap(r.buf) > 1<<20 {
+		r.buf = nil // a burst's large buffer is not kept
+	}
+	return err
+}
+
+func (r *rawConn) recv(f *socket.ServerFrame) error {
+	b, err := r.fr.Next()
+	if err != nil {
+		return err
+	}
+	return socket.Codec{}.Unmarshal(b, f)
+}
+
+func (r *rawConn) closeSend() error {
+	if uc, ok := r.c.(*net.UnixConn); ok {
+		return uc.CloseWrite()
+	}
+	return r.c.Close()
+}
+
+func (r *rawConn) close() error { return r.c.Close() }
+
+// grpcConn is a session on the socket's gRPC stream.
+type grpcConn struct {
+	cc     *grpc.ClientConn
+	stream grpc.ClientStream
+	cancel context.CancelFunc
+}
+
+func (g *grpcConn) send(reqs []socket.Request) error {
+	return g.stream.SendMsg(&socket.ClientFrame{Requests: reqs})
+}
+
+func (g *grpcConn) recv(f *socket.ServerFrame) error { return g.stream.RecvMsg(f) }
+func (g *grpcConn) closeSend() error                 { return g.stream.CloseSend() }
+
+func (g *grpcConn) close() error {
+	g.cancel()
+	return g.cc.Close()
 }
 
 func (t *socketTransport) do(o *op) {
@@ -207,7 +329,7 @@ func (t *socketTransport) do(o *op) {
 		}
 		t.mu.Unlock()
 		t.sendMu.Lock()
-		err := t.stream.SendMsg(&socket.ClientFrame{Requests: batch})
+		err := t.conn.send(batch)
 		t.sendMu.Unlock()
 		t.mu.Lock()
 		if err != nil {
@@ -230,7 +352,7 @@ func (t *socketTransport) read() {
 	defer close(t.done)
 	for {
 		var f socket.ServerFrame
-		if err := t.stream.RecvMsg(&f); err != nil {
+		if err := t.conn.recv(&f); err != nil {
 			t.fail(err)
 			return
 		}
@@ -359,6 +481,16 @@ func (t *socketTransport) fail(err error) {
 			Msg: fmt.Sprintf("the lock manager at %s ended the session: it released this session's locks", t.path)}
 	default:
 		why := err.Error()
+		var (
+			end *socket.EndError
+			ne  *net.OpError
+		)
+		switch {
+		case errors.As(err, &end):
+			why = end.Reason
+		case errors.As(err, &ne):
+			why = "the agent stopped or the connection broke (" + err.Error() + ")"
+		}
 		if s, ok := status.FromError(err); ok {
 			why = s.Message()
 			if s.Code() == codes.Unavailable {
@@ -386,15 +518,15 @@ func (t *socketTransport) close() error {
 	t.mu.Unlock()
 	go func() {
 		t.sendMu.Lock()
-		t.stream.CloseSend()
+		t.conn.closeSend()
 		t.sendMu.Unlock()
 	}()
-	// The server ends the stream once it has released the locks.
+	// The server ends the session once it has released the locks.
 	select {
 	case <-t.done:
 	case <-time.After(5 * time.Second):
 	}
-	t.cancel()
+	err := t.conn.close()
 	<-t.done
-	return t.cc.Close()
+	return err
 }

@@ -17,6 +17,11 @@ import (
 )
 
 func TestDialErrors(t *testing.T) {
+	t.Run("raw", func(t *testing.T) { testDialErrors(t, Dial) })
+	t.Run("grpc", func(t *testing.T) { testDialErrors(t, DialGRPC) })
+}
+
+func testDialErrors(t *testing.T, Dial func(context.Context, string) (*Client, error)) {
 	dir, err := os.MkdirTemp("", "dlm")
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +78,12 @@ func TestDialErrors(t *testing.T) {
 // When the agent goes away, the session's locks are lost and the agent
 // released them.
 func TestConnectionLost(t *testing.T) {
+	for _, dial := range []func(context.Context, string) (*Client, error){Dial, DialGRPC} {
+		testConnectionLost(t, dial)
+	}
+}
+
+func testConnectionLost(t *testing.T, dial func(context.Context, string) (*Client, error)) {
 	srv := newServer(t)
 	dir, err := os.MkdirTemp("", "dlm")
 	if err != nil {
@@ -86,7 +97,7 @@ func TestConnectionLost(t *testing.T) {
 	}
 	g := socket.Serve(ln, srv, nil)
 	ctx := ctxT(t)
-	c, err := Dial(ctx, path)
+	c, err := dial(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +129,13 @@ func TestConnectionLost(t *testing.T) {
 
 // Many goroutines share one session over the socket.
 func TestConcurrentSocketSession(t *testing.T) {
-	r := newRig(t, "socket")
+	for _, kind := range []string{"socket", "grpc"} {
+		t.Run(kind, func(t *testing.T) { testConcurrentSocketSession(t, kind) })
+	}
+}
+
+func testConcurrentSocketSession(t *testing.T, kind string) {
+	r := newRig(t, kind)
 	c := r.client()
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
@@ -205,16 +222,19 @@ func rootOn(v server.View, ls, m string) string {
 func TestRemoteMaster(t *testing.T) {
 	srvs, v := pair(t)
 	res := rootOn(v, DefaultLockspace, "m2")
-	for _, kind := range []string{"local", "socket"} {
+	for _, kind := range []string{"local", "socket", "grpc"} {
 		t.Run(kind, func(t *testing.T) {
 			ctx := ctxT(t)
 			open := func(s *server.Server) *Client {
 				var c *Client
 				var err error
-				if kind == "local" {
+				switch kind {
+				case "local":
 					c, err = Local(s)
-				} else {
+				case "socket":
 					c, err = Dial(ctx, serve(t, s))
+				default:
+					c, err = DialGRPC(ctx, serve(t, s))
 				}
 				if err != nil {
 					t.Fatal(err)

@@ -3,6 +3,8 @@ package socket
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -48,8 +50,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// serveOn serves srv on a socket and returns a connection to it.
-func serveOn(t *testing.T, srv *server.Server) *grpc.ClientConn {
+// The protocols of the socket, for tests that run over both.
+var protos = []string{"grpc", "raw"}
+
+// serveOn serves srv on a socket and returns its path.
+func serveOn(t *testing.T, srv *server.Server) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "dlm")
 	if err != nil {
@@ -63,32 +68,86 @@ func serveOn(t *testing.T, srv *server.Server) *grpc.ClientConn {
 	}
 	g := Serve(ln, srv, nil)
 	t.Cleanup(g.Stop)
+	return path
+}
+
+// clientStream is a client's side of a session: a gRPC stream or a raw
+// connection. SendMsg takes a *ClientFrame or the bytes of one.
+type clientStream interface {
+	SendMsg(m any) error
+	RecvMsg(m any) error
+	CloseSend() error
+}
+
+// dial opens a stream of proto to the socket at path.
+func dial(t *testing.T, proto, path string, opts ...grpc.CallOption) (clientStream, context.CancelFunc) {
+	t.Helper()
+	if proto == "raw" {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Write([]byte(Magic)); err != nil {
+			t.Fatal(err)
+		}
+		return &rawStream{c: c.(*net.UnixConn), fr: NewFrameReader(c)}, func() { c.Close() }
+	}
 	cc, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
-	return cc
-}
-
-// session is a raw client of the service.
-type session struct {
-	t      *testing.T
-	stream grpc.ClientStream
-	cancel context.CancelFunc
-	owner  string
-	tag    uint64
-	got    []Message // read, not taken yet
-}
-
-func open(t *testing.T, cc *grpc.ClientConn, opts ...grpc.CallOption) *session {
-	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	st, err := cc.NewStream(ctx, &StreamDesc, Method, append(CallOptions(), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st, cancel
+}
+
+// rawStream is a client of the raw protocol.
+type rawStream struct {
+	c  *net.UnixConn
+	fr *FrameReader
+}
+
+func (r *rawStream) SendMsg(m any) error {
+	var b []byte
+	switch f := m.(type) {
+	case *ClientFrame:
+		b = AppendRawRequests(nil, f.Requests)
+	case []byte:
+		b = AppendRawFrame(nil, f)
+	}
+	_, err := r.c.Write(b)
+	return err
+}
+
+func (r *rawStream) RecvMsg(m any) error {
+	b, err := r.fr.Next()
+	if err != nil {
+		return err
+	}
+	return Codec{}.Unmarshal(b, m)
+}
+
+func (r *rawStream) CloseSend() error { return r.c.CloseWrite() }
+
+// session is a raw client of the service.
+type session struct {
+	t      *testing.T
+	stream clientStream
+	cancel context.CancelFunc
+	owner  string
+	tag    uint64
+	got    []Message // read, not taken yet
+}
+
+func open(t *testing.T, proto, path string, opts ...grpc.CallOption) *session {
+	t.Helper()
+	st, cancel := dial(t, proto, path, opts...)
 	s := &session{t: t, stream: st, cancel: cancel}
 	m := s.next()
 	if m.Event != EventOpen || !strings.HasPrefix(m.Session, "m1/") {
@@ -96,6 +155,13 @@ func open(t *testing.T, cc *grpc.ClientConn, opts ...grpc.CallOption) *session {
 	}
 	s.owner = m.Session
 	return s
+}
+
+// each runs f over each protocol.
+func each(t *testing.T, f func(t *testing.T, proto string)) {
+	for _, proto := range protos {
+		t.Run(proto, func(t *testing.T) { f(t, proto) })
+	}
 }
 
 func (s *session) send(reqs ...Request) {
@@ -125,13 +191,25 @@ func (s *session) next() Message {
 	return m
 }
 
+// end reads until the stream ends and returns why.
+func (s *session) end() error {
+	for {
+		var f ServerFrame
+		if err := s.stream.RecvMsg(&f); err != nil {
+			return err
+		}
+	}
+}
+
 func enqueue(name, mode string) Request {
 	return Request{Op: OpEnqueue, Lockspace: "ls", Name: name, Mode: mode}
 }
 
-func TestAnswerBeforeEvents(t *testing.T) {
+func TestAnswerBeforeEvents(t *testing.T) { each(t, testAnswerBeforeEvents) }
+
+func testAnswerBeforeEvents(t *testing.T, proto string) {
 	srv := newServer(t)
-	s := open(t, serveOn(t, srv))
+	s := open(t, proto, serveOn(t, srv))
 	s.send(enqueue("r", "EX"))
 	a := s.next()
 	if a.Tag != 1 || a.Event != "" || a.Err != "" || a.Lock.Member != "m1" {
@@ -142,7 +220,7 @@ func TestAnswerBeforeEvents(t *testing.T) {
 		t.Fatalf("after the answer %+v, want the grant of %v", g, a.Lock)
 	}
 	// A waiting request, then its grant from another session's unlock.
-	o := open(t, serveOn(t, srv))
+	o := open(t, proto, serveOn(t, srv))
 	o.send(enqueue("r", "PR"))
 	wa := o.next()
 	if wa.Err != "" {
@@ -160,9 +238,11 @@ func TestAnswerBeforeEvents(t *testing.T) {
 	}
 }
 
-func TestRefusalsAreAnswers(t *testing.T) {
+func TestRefusalsAreAnswers(t *testing.T) { each(t, testRefusalsAreAnswers) }
+
+func testRefusalsAreAnswers(t *testing.T, proto string) {
 	srv := newServer(t)
-	s := open(t, serveOn(t, srv))
+	s := open(t, proto, serveOn(t, srv))
 	s.send(enqueue("p", "EX"))
 	p := s.next()
 	s.next() // granted
@@ -195,10 +275,12 @@ func TestRefusalsAreAnswers(t *testing.T) {
 	}
 }
 
-func TestDisconnectReleases(t *testing.T) {
+func TestDisconnectReleases(t *testing.T) { each(t, testDisconnectReleases) }
+
+func testDisconnectReleases(t *testing.T, proto string) {
 	srv := newServer(t)
-	cc := serveOn(t, srv)
-	s := open(t, cc)
+	path := serveOn(t, srv)
+	s := open(t, proto, path)
 	s.send(enqueue("r", "EX"), enqueue("q", "PW"))
 	s.next()
 	s.next()
@@ -208,17 +290,14 @@ func TestDisconnectReleases(t *testing.T) {
 
 	// A client that closes its side: the server ends the stream after
 	// releasing.
-	s = open(t, cc)
+	s = open(t, proto, path)
 	s.send(enqueue("r", "EX"))
 	s.next()
 	if err := s.stream.CloseSend(); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		var f ServerFrame
-		if err := s.stream.RecvMsg(&f); err != nil {
-			break
-		}
+	if err := s.end(); !errors.Is(err, io.EOF) {
+		t.Fatalf("the stream ended with %v, want EOF", err)
 	}
 	if n := len(srv.Locks().Held); n != 0 {
 		t.Fatalf("%d locks left after the stream ended", n)
@@ -230,24 +309,27 @@ type rawCodec struct{ Codec }
 
 func (rawCodec) Marshal(v any) ([]byte, error) { return v.([]byte), nil }
 
-func TestBadFrameEndsSession(t *testing.T) {
+func TestBadFrameEndsSession(t *testing.T) { each(t, testBadFrameEndsSession) }
+
+func testBadFrameEndsSession(t *testing.T, proto string) {
 	srv := newServer(t)
-	s := open(t, serveOn(t, srv), grpc.ForceCodec(rawCodec{}))
+	path := serveOn(t, srv)
+	s := open(t, proto, path, grpc.ForceCodec(rawCodec{}))
 	if err := s.stream.SendMsg([]byte(`{"reqs":[{"tag":1,`)); err != nil {
 		t.Fatal(err)
 	}
-	var f ServerFrame
-	err := s.stream.RecvMsg(&f)
+	err := s.end()
 	if err == nil || !strings.Contains(err.Error(), "does not decode as JSON requests") {
 		t.Fatalf("after a broken frame: %v", err)
 	}
 	big := `{"reqs":[` + strings.Repeat(`{"tag":1,"op":"cancel"},`, MaxRequests) + `{"tag":1}]}`
-	s = open(t, serveOn(t, srv), grpc.ForceCodec(rawCodec{}))
+	s = open(t, proto, path, grpc.ForceCodec(rawCodec{}))
 	s.stream.SendMsg([]byte(big))
-	err = s.stream.RecvMsg(&f)
+	err = s.end()
 	if err == nil || !strings.Contains(err.Error(), "send at most "+strconv.Itoa(MaxRequests)) {
 		t.Fatalf("after a frame of too many requests: %v", err)
 	}
+	waitFor(t, "the sessions to end", func() bool { return srv.Stats().Sessions == 0 })
 }
 
 // A session's queue holds at most maxPending messages; the callback ends
@@ -278,11 +360,13 @@ func TestQueueBound(t *testing.T) {
 }
 
 // A client that sends and never reads loses its session, and its locks.
-func TestSlowReaderLosesSession(t *testing.T) {
+func TestSlowReaderLosesSession(t *testing.T) { each(t, testSlowReaderLosesSession) }
+
+func testSlowReaderLosesSession(t *testing.T, proto string) {
 	srv := newServer(t)
 	defer func(n int) { maxPending = n }(maxPending)
 	maxPending = 100
-	s := open(t, serveOn(t, srv))
+	s := open(t, proto, serveOn(t, srv))
 	deadline := time.Now().Add(20 * time.Second)
 	var err error
 	for i := 0; err == nil; i++ {
@@ -302,28 +386,38 @@ func TestSlowReaderLosesSession(t *testing.T) {
 	}
 	waitFor(t, "the session to end", func() bool { return srv.Stats().Sessions == 0 })
 	waitFor(t, "its locks to be released", func() bool { return len(srv.Locks().Held) == 0 })
-	for {
-		var f ServerFrame
-		if err := s.stream.RecvMsg(&f); err != nil {
-			if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "does not read its notifications") {
-				t.Fatalf("the stream ended with %v", err)
-			}
-			return
+	err = s.end()
+	if proto == "raw" {
+		// The reason comes only if no frame was cut short by the end;
+		// the connection ends either way.
+		var end *EndError
+		if errors.As(err, &end) && !strings.Contains(err.Error(), "does not read its notifications") {
+			t.Fatalf("the connection ended with %v", err)
 		}
+		return
+	}
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "does not read its notifications") {
+		t.Fatalf("the stream ended with %v", err)
 	}
 }
 
-func TestServerClosed(t *testing.T) {
+func TestServerClosed(t *testing.T) { each(t, testServerClosed) }
+
+func testServerClosed(t *testing.T, proto string) {
 	srv := newServer(t)
-	cc := serveOn(t, srv)
+	path := serveOn(t, srv)
 	srv.Close()
-	st, err := cc.NewStream(context.Background(), &StreamDesc, Method, CallOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _ := dial(t, proto, path)
 	var f ServerFrame
-	err = st.RecvMsg(&f)
-	if status.Code(err) != codes.Unavailable || !errors.Is(err, err) || !strings.Contains(err.Error(), "cannot open a session") {
+	err := st.RecvMsg(&f)
+	if !strings.Contains(fmt.Sprint(err), "cannot open a session") {
 		t.Fatalf("session on a closed lock manager: %v", err)
+	}
+	if proto == "grpc" && status.Code(err) != codes.Unavailable {
+		t.Fatalf("session on a closed lock manager: %v, want Unavailable", err)
+	}
+	var end *EndError
+	if proto == "raw" && !errors.As(err, &end) {
+		t.Fatalf("session on a closed lock manager: %v, want the end frame", err)
 	}
 }
