@@ -285,7 +285,7 @@ func workloadCmds() []*cobra.Command {
 		}}
 	fence := &cobra.Command{Use: "fence-agent", Short: "(lab) the power switch as a fence agent (stdin: action=, nodename=, dir=)", Hidden: true, Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return lab.FenceAgent(os.Stdin, os.Stdout) }}
-	return []*cobra.Command{httpd, writer, probe, get, fence, lockstoreCmd(), dlmworkerCmd()}
+	return []*cobra.Command{httpd, writer, probe, get, fence, lockstoreCmd(), dlmworkerCmd(), tlsGetCmd(), gossipJoinCmd()}
 }
 
 func lockstoreCmd() *cobra.Command {
@@ -341,4 +341,37 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+func tlsGetCmd() *cobra.Command {
+	var cert, key, token string
+	c := &cobra.Command{Use: "tls-get URL [--cert F --key F] [--token T]", Short: "(lab) GET URL over TLS without checking the server; print the status and body", Hidden: true, Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			code, body, err := lab.TLSGet(args[0], cert, key, token, 5*time.Second)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%d\n%s", code, body)
+			return nil
+		}}
+	c.Flags().StringVar(&cert, "cert", "", "client certificate (PEM)")
+	c.Flags().StringVar(&key, "key", "", "its key (PEM)")
+	c.Flags().StringVar(&token, "token", "", "API token")
+	return c
+}
+
+func gossipJoinCmd() *cobra.Command {
+	var key, bind, to string
+	var wait time.Duration
+	c := &cobra.Command{Use: "gossip-join --key HEX --bind IP:PORT --to IP:PORT", Short: "(lab) gossip with a key of one's own: try to join a member", Hidden: true, Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			n, err := lab.GossipJoin(key, bind, to, wait)
+			fmt.Printf("members seen: %d\njoin: %v\n", n, err)
+			return nil
+		}}
+	c.Flags().StringVar(&key, "key", "", "the gossip key (hex)")
+	c.Flags().StringVar(&bind, "bind", "", "the address to gossip from")
+	c.Flags().StringVar(&to, "to", "", "the member's gossip address")
+	c.Flags().DurationVar(&wait, "wait", 2*time.Second, "how long to go on gossiping after the join")
+	return c
 }

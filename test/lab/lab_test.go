@@ -460,18 +460,45 @@ func TestLabBenchFailover(t *testing.T) {
 	}
 }
 
-// TestLabKeyringRotate replaces the gossip key and renews a member's
-// certificate on a running lab cluster: the client keeps its answers from
-// the same member (no failover), and every member stays UP.
+// TestLabKeyringRotate replaces the gossip key, then the CA, and renews a
+// member's certificate on a running lab cluster: a client asking the
+// service every 20 ms through the rotations gets every answer from the same
+// member (no failover, no error), and every member stays UP.
 func TestLabKeyringRotate(t *testing.T) {
 	requireLab(t)
 	l := up(t, lab.Options{Members: 3, Links: 2})
 	ctx := t.Context()
 	owner, _ := answerer(t, l, "", 30*time.Second)
+	// A client asks the service every 20 ms through both rotations.
+	p, err := l.StartProber(ctx, 20*time.Millisecond, 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := l.Exec(ctx, "m1", nil, vigilBin, "keyring", "rotate")
 	t.Logf("vigil keyring rotate:\n%s", out)
 	if err != nil || !strings.Contains(out, "replaced by") {
 		t.Fatalf("keyring rotate: %v", err)
+	}
+	out, err = l.Exec(ctx, "m2", nil, vigilBin, "ca", "rotate")
+	t.Logf("vigil ca rotate:\n%s", out)
+	if err != nil || !strings.Contains(out, "replaced by") {
+		t.Fatalf("ca rotate: %v", err)
+	}
+	time.Sleep(time.Second)
+	p.Stop()
+	probes := p.Probes()
+	failed, others := 0, 0
+	for _, pr := range probes {
+		switch {
+		case !pr.OK():
+			failed++
+		case strings.TrimSpace(pr.Body) != owner:
+			others++
+		}
+	}
+	t.Logf("%d requests to the service during the rotations: %d failed, %d answered by another member than %s", len(probes), failed, others, owner)
+	if failed > 0 || others > 0 || len(probes) == 0 {
+		t.Errorf("the service was disturbed by the rotations: %d of %d requests failed, %d answered elsewhere", failed, len(probes), others)
 	}
 	out, err = l.Exec(ctx, other(members3, owner), nil, vigilBin, "cert", "renew")
 	t.Logf("vigil cert renew:\n%s", out)
