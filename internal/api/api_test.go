@@ -275,6 +275,10 @@ func TestRoutes(t *testing.T) {
 	errorBody(t, do(h, "DELETE", "/v1/members/m9", nil), 404, client.CodeNotFound)
 	fb.err = cdb.Refuse(cdb.ErrNoQuorum, "no quorum")
 	errorBody(t, do(h, "GET", "/v1/cdb/backup", nil), 503, client.CodeNoQuorum)
+	eb = errorBody(t, do(h, "POST", "/v1/ca/rotate?stage=maybe", nil), 400, client.CodeInvalid)
+	if !strings.Contains(eb.Message, `stage="maybe": give stage=1`) {
+		t.Fatalf("message %q", eb.Message)
+	}
 	fb.err = errors.New("disk on fire")
 	eb = errorBody(t, do(h, "PUT", "/v1/settings", strings.NewReader(`{"settings":{"a":"b"}}`)), 500, client.CodeInternal)
 	if eb.Message != "internal error: disk on fire" {
