@@ -325,13 +325,20 @@ func (st *stream) read() error {
 		for i := range f.Requests {
 			st.run(&f.Requests[i])
 		}
-		if mine && !st.w.whole() {
+		if mine && (!st.w.whole() || st.queued() >= MaxMessages) {
 			mine = false
 			if err := st.drain(true, false); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// queued returns the length of the queue.
+func (st *stream) queued() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.out)
 }
 
 // run runs one request and queues its answer, then the events it caused.

@@ -1,15 +1,18 @@
 package socket
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +59,12 @@ var protos = []string{"grpc", "raw"}
 // serveOn serves srv on a socket and returns its path.
 func serveOn(t *testing.T, srv *server.Server) string {
 	t.Helper()
+	return serveLog(t, srv, nil)
+}
+
+// serveLog is serveOn with a logger.
+func serveLog(t *testing.T, srv *server.Server, log *slog.Logger) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "dlm")
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +75,7 @@ func serveOn(t *testing.T, srv *server.Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := Serve(ln, srv, nil)
+	g := Serve(ln, srv, log)
 	t.Cleanup(g.Stop)
 	return path
 }
@@ -366,7 +375,13 @@ func testSlowReaderLosesSession(t *testing.T, proto string) {
 	srv := newServer(t)
 	defer func(n int) { maxPending = n }(maxPending)
 	maxPending = 100
-	s := open(t, proto, serveOn(t, srv))
+	if proto == "raw" {
+		// More than the reader queues before it writes (MaxMessages and
+		// a frame's answers and grants).
+		maxPending = 5000
+	}
+	var logged syncBuffer
+	s := open(t, proto, serveLog(t, srv, slog.New(slog.NewTextHandler(&logged, nil))))
 	deadline := time.Now().Add(20 * time.Second)
 	var err error
 	for i := 0; err == nil; i++ {
@@ -386,13 +401,24 @@ func testSlowReaderLosesSession(t *testing.T, proto string) {
 	}
 	waitFor(t, "the session to end", func() bool { return srv.Stats().Sessions == 0 })
 	waitFor(t, "its locks to be released", func() bool { return len(srv.Locks().Held) == 0 })
-	err = s.end()
+	read := 0
+	for {
+		var f ServerFrame
+		if err = s.stream.RecvMsg(&f); err != nil {
+			break
+		}
+		read += len(f.Messages)
+	}
 	if proto == "raw" {
 		// The reason comes only if no frame was cut short by the end;
-		// the connection ends either way.
+		// the connection ends either way, once the socket's buffers were
+		// full and maxPending more messages waited.
 		var end *EndError
 		if errors.As(err, &end) && !strings.Contains(err.Error(), "does not read its notifications") {
 			t.Fatalf("the connection ended with %v", err)
+		}
+		if !strings.Contains(logged.String(), "does not read its notifications") {
+			t.Fatalf("the session ended after %d messages, not for not reading: %s", read, logged.String())
 		}
 		return
 	}
@@ -420,4 +446,22 @@ func testServerClosed(t *testing.T, proto string) {
 	if proto == "raw" && !errors.As(err, &end) {
 		t.Fatalf("session on a closed lock manager: %v, want the end frame", err)
 	}
+}
+
+// syncBuffer is a buffer for a logger that several goroutines use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
