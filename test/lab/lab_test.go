@@ -124,6 +124,28 @@ func answerer(t *testing.T, l *lab.Lab, not string, within time.Duration) (strin
 	return "", 0
 }
 
+// directorOf returns the director as the first member that answers sees
+// it, or "".
+func directorOf(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	s, err := l.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range s.Members {
+		if !m.On || m.Agent == 0 || m.Paused {
+			continue
+		}
+		c := client.New(client.Options{Socket: m.Socket(), Timeout: 3 * time.Second})
+		st, err := c.Status(t.Context())
+		c.Close()
+		if err == nil && st.Director != "" {
+			return st.Director
+		}
+	}
+	return ""
+}
+
 // memberState returns member's state as the director sees it (other
 // members do not see the links each member reports).
 func memberState(t *testing.T, l *lab.Lab, member string) string {
@@ -302,7 +324,12 @@ func TestLabFaults3(t *testing.T) {
 		must(t, l.WaitMembers(ctx, 3, 60*time.Second))
 	})
 	t.Run("loss", func(t *testing.T) {
-		x := other(members3, owner)
+		// The loss goes to the member that is neither the owner nor the
+		// director: 30% loss each way at the director can stall the
+		// owner's lease renewals (TCP retransmission backoff) past the
+		// lease, and the director then fences a healthy owner
+		// (docs/BUGS.md); this subtest is about vigil links.
+		x := other(members3, owner, directorOf(t, l))
 		must(t, l.Netem(x, 30, 0))
 		out, _ := l.Exec(ctx, x, nil, "ping", "-c", "40", "-i", "0.02", "-q", mustMember(t, l, owner).Addrs[0])
 		t.Logf("ping from %s with 30%% loss each way: %s", x, lastLine(out, "packet loss"))
