@@ -161,6 +161,17 @@ func (t *term) reportedLinks(member string) []bool {
 //   - fresh, but it reports no other member on any of its public links
 //     (1 and up): DISCONNECTED (its services are stopped and moved);
 //   - else UP.
+// gossipRefuted reports whether a renewal at last refutes gossip's verdict
+// that a member is dead: gossip calls a crashed member dead a probe
+// timeout and a suspicion after its last message at the earliest, far
+// more than a renewal period and a half in every profile, so a member
+// that renewed more recently than that is alive. (Gossip from across a
+// healed partition can call a member dead that restarted meanwhile, for a
+// moment, until it refutes it; the director must not fence it for that.)
+func gossipRefuted(last, now time.Time, renew time.Duration) bool {
+	return !last.IsZero() && now.Sub(last) < renew*3/2
+}
+
 func memberCondition(self, fresh bool, seenOnLinks, reported []bool) director.MemberState {
 	if self {
 		return director.MemberUp
@@ -385,6 +396,10 @@ func (a *Agent) directorInput(st *cdb.State, now, termStart time.Time, renewals 
 			LastRenewal: renewals[n], State: director.MemberDown}
 		p, seen := peers[n]
 		up := n == a.cfg.Name || (seen && p.Up())
+		if !up && gossipRefuted(renewals[n], now, a.prof.Renew) {
+			// Gossip calls it dead, but it renewed its lease moments ago.
+			up = true
+		}
 		// A member the director has not heard renew for a whole lease is
 		// DOWN for placement, whatever gossip says: it has given up its
 		// services by now, and waiting for gossip would only slow failover.

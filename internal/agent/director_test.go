@@ -62,3 +62,27 @@ func TestExcuseMovesRenewalsByTheStall(t *testing.T) {
 		t.Errorf("m2 renewed at %v after the excuse, want no later than now", got.Sub(t0))
 	}
 }
+
+func TestGossipRefuted(t *testing.T) {
+	now := time.Now()
+	renew := 200 * time.Millisecond
+	for _, tc := range []struct {
+		ago  time.Duration
+		zero bool
+		want bool
+	}{
+		{ago: 100 * time.Millisecond, want: true},  // renewed since: alive
+		{ago: 299 * time.Millisecond, want: true},  // within a period and a half
+		{ago: 300 * time.Millisecond, want: false}, // a crash looks like this
+		{ago: 900 * time.Millisecond, want: false},
+		{zero: true, want: false}, // never renewed this term
+	} {
+		last := now.Add(-tc.ago)
+		if tc.zero {
+			last = time.Time{}
+		}
+		if got := gossipRefuted(last, now, renew); got != tc.want {
+			t.Errorf("renewed %v ago (zero %v): %v, want %v", tc.ago, tc.zero, got, tc.want)
+		}
+	}
+}
