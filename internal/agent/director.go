@@ -161,6 +161,7 @@ func (t *term) reportedLinks(member string) []bool {
 //   - fresh, but it reports no other member on any of its public links
 //     (1 and up): DISCONNECTED (its services are stopped and moved);
 //   - else UP.
+//
 // gossipRefuted reports whether a renewal at last refutes gossip's verdict
 // that a member is dead: gossip calls a crashed member dead a probe
 // timeout and a suspicion after its last message at the earliest, far
