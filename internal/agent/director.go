@@ -150,18 +150,6 @@ func (t *term) reportedLinks(member string) []bool {
 	return t.links[member]
 }
 
-// memberCondition is a member's state for placement. fresh: the director
-// heard it renew within lease × drift (it renews over any link); seenOnLinks:
-// the director's own view of it per link (link 0 is the interconnect);
-// reported: the member's own view of its links at its last renewal.
-//   - not fresh: DOWN (its lease has run out or will; gossip only adds
-//     detail);
-//   - fresh but not seen on the interconnect while seen on another link:
-//     NETPAR (its services keep running; nothing starts or stops there);
-//   - fresh, but it reports no other member on any of its public links
-//     (1 and up): DISCONNECTED (its services are stopped and moved);
-//   - else UP.
-//
 // gossipRefuted reports whether a renewal at last refutes gossip's verdict
 // that a member is dead: gossip calls a crashed member dead a probe
 // timeout and a suspicion after its last message at the earliest, far
@@ -173,6 +161,17 @@ func gossipRefuted(last, now time.Time, renew time.Duration) bool {
 	return !last.IsZero() && now.Sub(last) < renew*3/2
 }
 
+// memberCondition is a member's state for placement. fresh: the director
+// heard it renew within lease × drift (it renews over any link); seenOnLinks:
+// the director's own view of it per link (link 0 is the interconnect);
+// reported: the member's own view of its links at its last renewal.
+//   - not fresh: DOWN (its lease has run out or will; gossip only adds
+//     detail);
+//   - fresh but not seen on the interconnect while seen on another link:
+//     NETPAR (its services keep running; nothing starts or stops there);
+//   - fresh, but it reports no other member on any of its public links
+//     (1 and up): DISCONNECTED (its services are stopped and moved);
+//   - else UP.
 func memberCondition(self, fresh bool, seenOnLinks, reported []bool) director.MemberState {
 	if self {
 		return director.MemberUp
