@@ -95,7 +95,7 @@ type Agent struct {
 
 	// The lock manager (dlm.go).
 	dlm             *server.Server
-	dlmGRPC         *grpc.Server // the local socket API
+	dlmGRPC         *grpc.Server // the local socket API (gRPC and raw sessions: Stop ends both)
 	dlmKick         chan struct{}
 	dlmLinkMu       sync.Mutex
 	dlmLink         map[string]int // guarded by dlmLinkMu: the link that last worked per member

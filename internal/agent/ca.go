@@ -49,10 +49,7 @@ func (a *Agent) RotateCA(ctx context.Context, by string, stage bool) (*client.Ke
 func (a *Agent) syncCA(ctx context.Context) {
 	var r *cdb.KeyRotation
 	a.store.View(func(s *cdb.State) {
-		if s.CARotation != nil {
-			c := *s.CARotation
-			r = &c
-		}
+		r = s.CARotation.Clone()
 	})
 	if r == nil || r.Acks[a.cfg.Name] == r.Phase {
 		return

@@ -118,10 +118,7 @@ func (a *Agent) keyLoop(ctx context.Context) {
 func (a *Agent) syncKeys(ctx context.Context) {
 	var r *cdb.KeyRotation
 	a.store.View(func(s *cdb.State) {
-		if s.KeyRotation != nil {
-			c := *s.KeyRotation
-			r = &c
-		}
+		r = s.KeyRotation.Clone()
 	})
 	if r == nil || r.Acks[a.cfg.Name] == r.Phase {
 		return
@@ -219,10 +216,7 @@ var (
 func (a *Agent) rotate(ctx context.Context, by string, k rotationKind, stopAt string, start func() (*cdb.KeyRotation, error)) (*client.KeyringResult, error) {
 	var r *cdb.KeyRotation
 	a.store.View(func(s *cdb.State) {
-		if c := k.of(s); c != nil {
-			cc := *c
-			r = &cc
-		}
+		r = k.of(s).Clone()
 	})
 	t0 := time.Now()
 	if r == nil {

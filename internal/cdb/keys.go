@@ -41,6 +41,17 @@ type KeyRotation struct {
 	By      string            `json:"by,omitempty"`
 }
 
+// Clone copies r, acks too, for use outside the state's lock (the state
+// changes its acks in place); nil for nil.
+func (r *KeyRotation) Clone() *KeyRotation {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Acks = maps.Clone(r.Acks)
+	return &c
+}
+
 // Waiting lists the members that have not carried out the phase yet.
 func (r *KeyRotation) Waiting(s *State) []string {
 	var out []string

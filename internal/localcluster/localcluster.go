@@ -9,10 +9,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,50 +96,59 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 // Dir is the directory holding the data dirs.
 func (c *Cluster) Dir() string { return c.opts.Dir }
 
+// portFloor is the lowest port a local cluster takes.
+const portFloor = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n < portFloor+1000 {
+		return 32768
+	}
+	return n
+}
+
 func (c *Cluster) ports(i int) (string, string, error) {
 	if c.opts.BasePort != 0 && i >= 0 {
 		p := c.opts.BasePort + 10*i
 		return fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", p+5), nil
 	}
-	// Two adjacent free ports for gossip and Raft, one for the API.
-	for try := 0; try < 50; try++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	// Two adjacent free ports for gossip and Raft, one for the API, below
+	// the kernel's range of ephemeral ports: a port from that range, free
+	// while a member is down, can become the source port of some outgoing
+	// connection, and the member's restart would then fail to bind it.
+	hi := ephemeralLow() - 2
+	free := func(q int, udp bool) bool {
+		tl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
 		if err != nil {
-			return "", "", err
+			return false
 		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if p > 65000 {
-			continue
-		}
-		ok := true
-		var held []io.Closer
-		for _, q := range []int{p, p + 1} {
-			tl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, tl)
+		defer tl.Close()
+		if udp {
 			ul, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", q))
 			if err != nil {
-				ok = false
-				break
+				return false
 			}
-			held = append(held, ul)
+			ul.Close()
 		}
-		api, err := net.Listen("tcp", "127.0.0.1:0")
-		if err == nil {
-			held = append(held, api)
-		} else {
-			ok = false
+		return true
+	}
+	for try := 0; try < 200; try++ {
+		p := portFloor + rand.IntN(hi-portFloor)
+		a := portFloor + rand.IntN(hi-portFloor)
+		if a == p || a == p+1 || !free(p, true) || !free(p+1, true) || !free(a, false) {
+			continue
 		}
-		for _, h := range held {
-			h.Close()
-		}
-		if ok {
-			return fmt.Sprintf("127.0.0.1:%d", p), api.Addr().String(), nil
-		}
+		return fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", a), nil
 	}
 	return "", "", fmt.Errorf("no free ports found")
 }
