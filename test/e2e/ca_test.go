@@ -127,16 +127,7 @@ func TestCARotate(t *testing.T) {
 	if code != 403 || !strings.Contains(body, "not signed by this cluster's CA") {
 		t.Errorf("a certificate of the old CA: %d %s", code, body)
 	}
-	time.Sleep(2 * time.Second)
-	st, _ := c.status(0)
-	for _, m := range st.Members {
-		if m.State != client.MemberUp {
-			t.Errorf("after the rotation %s is %s", m.Name, m.State)
-		}
-	}
-	if s2, _ := c.service(0, "rec"); s2.Owner != s.Owner || s2.Epoch != s.Epoch {
-		t.Errorf("the rotation moved rec: %s epoch %d, was %s epoch %d", s2.Owner, s2.Epoch, s.Owner, s.Epoch)
-	}
+	c.undisturbed("the rotation", s)
 	if out := c.mustCLI(0, "events", "--kind", "config"); !strings.Contains(out, "CA rotation done") {
 		t.Errorf("no rotation events: %s", out)
 	}

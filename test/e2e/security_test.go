@@ -242,16 +242,7 @@ func TestKeyringRotate(t *testing.T) {
 	if keys[0] == string(oldKey) || keys[1] != keys[0] || keys[2] != keys[0] {
 		t.Fatalf("the key files after the rotation: %q (old %q)", keys, oldKey)
 	}
-	time.Sleep(2 * time.Second)
-	st, _ := c.status(0)
-	for _, m := range st.Members {
-		if m.State != client.MemberUp {
-			t.Errorf("after the rotation %s is %s", m.Name, m.State)
-		}
-	}
-	if s2, _ := c.service(0, "rec"); s2.Owner != s.Owner || s2.Epoch != s.Epoch {
-		t.Errorf("the rotation moved rec: %s epoch %d, was %s epoch %d", s2.Owner, s2.Epoch, s.Owner, s.Epoch)
-	}
+	c.undisturbed("the rotation", s)
 	// The old key opens nothing any more.
 	old, _ := hex.DecodeString(strings.TrimSpace(string(oldKey)))
 	cfg := memberlist.DefaultLANConfig()
@@ -275,4 +266,20 @@ func TestKeyringRotate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitState(0, "m3", client.MemberUp, 30*time.Second)
+}
+
+// undisturbed checks, two seconds after what, that every member is UP and
+// that service s has neither moved nor started again.
+func (c *cluster) undisturbed(what string, s *client.ServiceInfo) {
+	c.t.Helper()
+	time.Sleep(2 * time.Second)
+	st, _ := c.status(0)
+	for _, m := range st.Members {
+		if m.State != client.MemberUp {
+			c.t.Errorf("after %s %s is %s", what, m.Name, m.State)
+		}
+	}
+	if s2, _ := c.service(0, s.Name); s2.Owner != s.Owner || s2.Epoch != s.Epoch {
+		c.t.Errorf("%s moved %s: %s epoch %d, was %s epoch %d", what, s.Name, s2.Owner, s2.Epoch, s.Owner, s.Epoch)
+	}
 }
