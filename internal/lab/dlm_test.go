@@ -339,7 +339,9 @@ func TestDLMWorkerFencing(t *testing.T) {
 	evs, ops := runWorkers(t, ctx, lm, 2, func(i int, o *DLMWorkerOptions) {
 		o.Resources, o.Modes = []string{"r1"}, []string{check.ModeEX}
 		if i == 0 {
-			o.MaxOps, o.GapMin, o.GapMax, o.IgnoreLost = 1000, 10*time.Millisecond, 10*time.Millisecond, true
+			// Every hold of w0 sends 1000 operations, so that its first hold
+			// lasts until r1 is taken away (the count is otherwise random).
+			o.MinOps, o.MaxOps, o.GapMin, o.GapMax, o.IgnoreLost = 1000, 1000, 10*time.Millisecond, 10*time.Millisecond, true
 			o.Seed = 1
 		} else {
 			o.dial = func(ctx context.Context, s string) (dlmSession, error) {
