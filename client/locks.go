@@ -44,12 +44,17 @@ func (c *Client) Locks(ctx context.Context) ([]LockTable, error) {
 // LockProbeRequest asks the member that answers to time the lock manager
 // from there (POST /v1/locks/probe): Workers sessions in the agent's own
 // process each take and release N EX locks, one at a time, on resources of
-// lockspace "vigil-probe" mastered by each of Masters in turn (empty:
-// every member of the view).
+// lockspace "fixed.vigil-probe" mastered by each of Masters in turn (empty:
+// every member of the view). With Handoff the resources are those each
+// master is the hash master of, in lockspace "vigil-probe", whose roots
+// move to where they are used: after a first lock they are mastered by
+// the probing member (what an application that locks names of its own
+// sees).
 type LockProbeRequest struct {
 	Masters []string `json:"masters,omitempty"`
 	N       int      `json:"n,omitempty"`       // locks per worker and master; 0: 2000
 	Workers int      `json:"workers,omitempty"` // 0: 1
+	Handoff bool     `json:"handoff,omitempty"`
 }
 
 // Limits of a LockProbeRequest.
@@ -70,6 +75,7 @@ type LockProbe struct {
 	P90US       float64 `json:"p90_us"`
 	P99US       float64 `json:"p99_us"`
 	PairsPerSec float64 `json:"pairs_per_sec"`
+	Handoff     bool    `json:"handoff,omitempty"` // resources handed to the probing member
 	Error       string  `json:"error,omitempty"`
 }
 

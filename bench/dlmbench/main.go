@@ -56,7 +56,11 @@ func main() {
 	count := flag.Int("n", 2000, "with --socket: locks per kind of master")
 	inAgent := flag.Bool("in-agent", false, "time sessions in m1's agent process (vigil locks probe: the Go package, no socket) instead of clients on its socket; --n locks per worker and master")
 	hold := flag.Int("hold", 0, "instead of the throughput run: take this many EX locks on distinct resources through m1's socket, hold them, and report each agent's resident memory")
+	fixed := flag.Bool("fixed", false, "use lockspace \"fixed.bench\" (in-agent: \"fixed.vigil-probe\"), whose resources stay on their hash masters, instead of a lockspace whose resources move to the member that uses them")
 	flag.Parse()
+	if *fixed {
+		benchLS = cluster.FixedPrefix + "bench"
+	}
 	if *workers < 1 || *members < 1 || *duration <= 0 {
 		fmt.Fprintln(os.Stderr, "dlmbench: --workers, --members and --duration must be positive")
 		os.Exit(2)
@@ -76,7 +80,7 @@ func main() {
 		return
 	}
 	if *inAgent {
-		if err := probe(*bin, *workers, *members, *local, *count); err != nil {
+		if err := probe(*bin, *workers, *members, *local, !*fixed, *count); err != nil {
 			fmt.Fprintln(os.Stderr, "dlmbench:", err)
 			os.Exit(1)
 		}
@@ -87,6 +91,10 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// benchLS is the lockspace of the throughput run: resources move to the
+// member that uses them, unless --fixed.
+var benchLS = "default"
 
 func run(bin string, workers, members int, contended, local bool, duration, warmup time.Duration) error {
 	abs, err := filepath.Abs(bin)
@@ -124,7 +132,7 @@ func run(bin string, workers, members int, contended, local bool, duration, warm
 	var names []string
 	for i := 0; len(names) < workers; i++ {
 		n := fmt.Sprintf("bench-%d", i)
-		if !local || cluster.Master(cluster.View{Number: 1, Members: view}, "default", n) == lc.Members[0].Name {
+		if !local || cluster.Master(cluster.View{Number: 1, Members: view}, benchLS, n) == lc.Members[0].Name {
 			names = append(names, n)
 		}
 	}
@@ -137,7 +145,7 @@ func run(bin string, workers, members int, contended, local bool, duration, warm
 	deadline := time.Now().Add(time.Minute)
 	for i, c := range clients {
 		for {
-			l, err := c.Lock(ctx, name(i), dlmclient.EX)
+			l, err := c.Lock(ctx, name(i), dlmclient.EX, dlmclient.Lockspace(benchLS))
 			if err == nil {
 				l.Unlock(ctx)
 				break
@@ -168,7 +176,7 @@ func run(bin string, workers, members int, contended, local bool, duration, warm
 				if t0.After(stop) {
 					break
 				}
-				l, err := c.Lock(ctx, name(i), dlmclient.EX)
+				l, err := c.Lock(ctx, name(i), dlmclient.EX, dlmclient.Lockspace(benchLS))
 				if err == nil {
 					err = l.Unlock(ctx)
 				}
@@ -200,9 +208,9 @@ func run(bin string, workers, members int, contended, local bool, duration, warm
 	}
 	r := result{System: "vigil", Workers: workers, Contended: contended, Pairs: len(lat), Seconds: duration.Seconds(),
 		PairsPerSec: float64(len(lat)) / duration.Seconds(), P50us: pct(0.5), P99us: pct(0.99), Members: members,
-		Sessions: "one per worker on " + lc.Members[0].Name + "'s socket; resources spread over the masters"}
+		Sessions: "one per worker on " + lc.Members[0].Name + "'s socket; resources whose hash masters are spread over the members, in lockspace " + benchLS}
 	if local {
-		r.Sessions = "one per worker on " + lc.Members[0].Name + "'s socket; resources mastered on " + lc.Members[0].Name
+		r.Sessions = "one per worker on " + lc.Members[0].Name + "'s socket; resources whose hash master is " + lc.Members[0].Name + ", in lockspace " + benchLS
 	}
 	return json.NewEncoder(os.Stdout).Encode(r)
 }
@@ -301,6 +309,11 @@ func agentsRSS(lc *localcluster.Cluster) map[string]float64 {
 	return out
 }
 
+// latLockspace is fixed: its resources stay on their hash masters, so that
+// a remote master's latency is measured (in other lockspaces a resource
+// moves to the member that uses it).
+const latLockspace = cluster.FixedPrefix + "bench"
+
 // latency measures Lock (EX, then an unlock not timed) through sock on
 // resources mastered by self and by each other member of view, and prints
 // one JSON line with the percentiles in microseconds.
@@ -322,14 +335,14 @@ func latency(sock string, view []string, self string, n int) error {
 		var names []string
 		for i := 0; len(names) < 64; i++ {
 			name := fmt.Sprintf("lat-%d", i)
-			if cluster.Master(v, "default", name) == m {
+			if cluster.Master(v, latLockspace, name) == m {
 				names = append(names, name)
 			}
 		}
 		var lat []time.Duration
 		for i := range n + n/10 {
 			t0 := time.Now()
-			l, err := c.Lock(ctx, names[i%len(names)], dlmclient.EX)
+			l, err := c.Lock(ctx, names[i%len(names)], dlmclient.EX, dlmclient.Lockspace(latLockspace))
 			d := time.Since(t0)
 			if err != nil {
 				return fmt.Errorf("lock on a resource of %s: %w", m, err)
@@ -356,7 +369,7 @@ func latency(sock string, view []string, self string, n int) error {
 // sessions in m1's agent process, n locks each on resources of m1 (local)
 // or of every member in turn. Pairs per second over all masters: all the
 // locks over the time they took.
-func probe(bin string, workers, members int, local bool, n int) error {
+func probe(bin string, workers, members int, local, handoff bool, n int) error {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -370,7 +383,7 @@ func probe(bin string, workers, members int, local bool, n int) error {
 	}
 	defer lc.Close()
 	cl := lc.Client(0)
-	req := client.LockProbeRequest{N: n, Workers: workers}
+	req := client.LockProbeRequest{N: n, Workers: workers, Handoff: handoff}
 	if local {
 		req.Masters = []string{lc.Members[0].Name}
 	}
@@ -415,9 +428,14 @@ func probe(bin string, workers, members int, local bool, n int) error {
 		p50 = append(p50, p.P50US)
 	}
 	r := result{System: "vigil", Workers: workers, Pairs: int(locks), Seconds: secs, PairsPerSec: locks / secs, P50us: slices.Max(p50), Members: members,
-		Sessions: "one per worker in " + lc.Members[0].Name + "'s agent (Go package); resources spread over the masters"}
+		Sessions: "one per worker in " + lc.Members[0].Name + "'s agent (Go package); resources whose hash masters are spread over the members"}
 	if local {
-		r.Sessions = "one per worker in " + lc.Members[0].Name + "'s agent (Go package); resources mastered on " + lc.Members[0].Name
+		r.Sessions = "one per worker in " + lc.Members[0].Name + "'s agent (Go package); resources whose hash master is " + lc.Members[0].Name
+	}
+	if handoff {
+		r.Sessions += ", moving to where they are used"
+	} else {
+		r.Sessions += ", staying there (fixed lockspace)"
 	}
 	return json.NewEncoder(os.Stdout).Encode(r)
 }

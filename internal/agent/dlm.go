@@ -114,7 +114,12 @@ func (a *Agent) dlmLoop(ctx context.Context) {
 	tick := time.NewTicker(min(a.prof.Lease/20, 50*time.Millisecond))
 	defer tick.Stop()
 	quorum, lost := false, false
+	lastSweep := time.Now()
 	for {
+		if time.Since(lastSweep) >= time.Second {
+			a.dlm.Sweep()
+			lastSweep = time.Now()
+		}
 		var v *cdb.DLMView
 		a.store.View(func(s *cdb.State) {
 			if s.DLMView != nil {

@@ -81,8 +81,14 @@ func lockInfo(l cluster.LockInfo) client.LockInfo {
 	return li
 }
 
-// probeLockspace holds the probe's locks, apart from the applications'.
-const probeLockspace = "vigil-probe"
+// probeLockspace holds the probe's locks, apart from the applications': in
+// a fixed lockspace, so that each stays on its hash master; with
+// LockProbeRequest.Handoff in handLockspace, where they move to the
+// probing member.
+const (
+	probeLockspace = cluster.FixedPrefix + "vigil-probe"
+	handLockspace  = "vigil-probe"
+)
 
 // ProbeLocks times the lock manager from this member (POST
 // /v1/locks/probe): sessions in this process take and release EX locks on
@@ -118,15 +124,19 @@ func (a *Agent) ProbeLocks(ctx context.Context, r client.LockProbeRequest) ([]cl
 	}
 	var out []client.LockProbe
 	for _, m := range masters {
-		p := a.probeMaster(ctx, view, m, r.N, r.Workers)
+		p := a.probeMaster(ctx, view, m, r.N, r.Workers, r.Handoff)
 		out = append(out, p)
 	}
 	return out, nil
 }
 
 // probeMaster runs one master's part of a probe.
-func (a *Agent) probeMaster(ctx context.Context, view cluster.View, master string, n, workers int) client.LockProbe {
-	p := client.LockProbe{From: a.cfg.Name, Master: master, Workers: workers}
+func (a *Agent) probeMaster(ctx context.Context, view cluster.View, master string, n, workers int, handoff bool) client.LockProbe {
+	p := client.LockProbe{From: a.cfg.Name, Master: master, Workers: workers, Handoff: handoff}
+	ls := probeLockspace
+	if handoff {
+		ls = handLockspace
+	}
 	lats := make([][]time.Duration, workers)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -135,7 +145,7 @@ func (a *Agent) probeMaster(ctx context.Context, view cluster.View, master strin
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			lats[w], errs[w] = a.probeWorker(ctx, view, master, w, n)
+			lats[w], errs[w] = a.probeWorker(ctx, view, ls, master, w, n)
 		}()
 	}
 	wg.Wait()
@@ -161,8 +171,8 @@ func (a *Agent) probeMaster(ctx context.Context, view cluster.View, master strin
 }
 
 // probeWorker takes and releases n EX locks, one at a time, on 16
-// resources of its own mastered by master.
-func (a *Agent) probeWorker(ctx context.Context, view cluster.View, master string, w, n int) ([]time.Duration, error) {
+// resources of its own in lockspace ls whose hash master is master.
+func (a *Agent) probeWorker(ctx context.Context, view cluster.View, ls, master string, w, n int) ([]time.Duration, error) {
 	c, err := dlmclient.Local(a.dlm)
 	if err != nil {
 		return nil, err
@@ -171,14 +181,14 @@ func (a *Agent) probeWorker(ctx context.Context, view cluster.View, master strin
 	var names []string
 	for i := 0; len(names) < 16; i++ {
 		name := fmt.Sprintf("%s-%s-%d-%d", a.cfg.Name, master, w, i)
-		if cluster.Master(view, probeLockspace, name) == master {
+		if cluster.Master(view, ls, name) == master {
 			names = append(names, name)
 		}
 	}
 	lats := make([]time.Duration, 0, n)
 	for i := range n {
 		t0 := time.Now()
-		l, err := c.Lock(ctx, names[i%len(names)], dlmclient.EX, dlmclient.Lockspace(probeLockspace))
+		l, err := c.Lock(ctx, names[i%len(names)], dlmclient.EX, dlmclient.Lockspace(ls))
 		if err != nil {
 			return lats, fmt.Errorf("lock %d of %d on a resource of %s: %w", i+1, n, master, err)
 		}

@@ -158,6 +158,7 @@ var (
 	descCDBIndex   = prometheus.NewDesc("vigil_cdb_applied_index", "Index of the last command applied here.", nil, nil)
 	descDLM        = prometheus.NewDesc("vigil_dlm_counter", "Lock manager counters of this member (batches and messages between members, events routed to sessions, views applied, sessions lost).", []string{"counter"}, nil)
 	descDLMSess    = prometheus.NewDesc("vigil_dlm_sessions", "Open lock manager sessions on this member.", nil, nil)
+	descDLMRoots   = prometheus.NewDesc("vigil_dlm_handoff_roots", "Root resources handed to another member by this one (their hash master), or to this one (owned): resources are mastered where they are used.", []string{"kind"}, nil)
 	descDLMReady   = prometheus.NewDesc("vigil_dlm_ready", "1 when this member's lock manager grants (in the view, recovered, quorum).", nil, nil)
 	descLinkRTT    = prometheus.NewDesc("vigil_link_rtt_seconds", "Median round trip of this member's latest probes of a member on a link.", []string{"member", "link"}, nil)
 	descLinkLoss   = prometheus.NewDesc("vigil_link_loss_ratio", "Share of this member's latest probes of a member on a link that were lost.", []string{"member", "link"}, nil)
@@ -167,7 +168,7 @@ var (
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descMemberUp, descLinkUp, descQuorum, descVotes, descDirector, descIsDirector,
-		descService, descEpoch, descFails, descLeaseValid, descCDBIndex, descDLM, descDLMSess, descDLMReady, descDLMOps, descLinkRTT, descLinkLoss, descGossipRej} {
+		descService, descEpoch, descFails, descLeaseValid, descCDBIndex, descDLM, descDLMSess, descDLMRoots, descDLMReady, descDLMOps, descLinkRTT, descLinkLoss, descGossipRej} {
 		ch <- d
 	}
 }
@@ -229,6 +230,8 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDLMOps, prometheus.CounterValue, float64(ds.Unlocks), "unlock")
 		ch <- prometheus.MustNewConstMetric(descDLMOps, prometheus.CounterValue, float64(ds.Cancels), "cancel")
 		ch <- prometheus.MustNewConstMetric(descDLMSess, prometheus.GaugeValue, float64(ds.Sessions))
+		ch <- prometheus.MustNewConstMetric(descDLMRoots, prometheus.GaugeValue, float64(ds.Handed), "handed")
+		ch <- prometheus.MustNewConstMetric(descDLMRoots, prometheus.GaugeValue, float64(ds.Owned), "owned")
 		ch <- prometheus.MustNewConstMetric(descDLMReady, prometheus.GaugeValue, b2f(a.dlm.Ready()))
 	}
 }

@@ -391,15 +391,23 @@ A RESOURCE of another lockspace than "default" shows as LOCKSPACE:PATH.`,
 func locksProbeCmd(g *globals) *cobra.Command {
 	var masters []string
 	var n, workers int
+	var handoff bool
 	cmd := &cobra.Command{
-		Use:   "probe [--master M]... [--n N] [--workers W] [--json]",
+		Use:   "probe [--master M]... [--n N] [--workers W] [--handoff] [--json]",
 		Short: "time the lock manager from the member that answers: lock latency to each master",
 		Long: `Time the lock manager from the member that answers (the one this command talks
 to): W sessions in the agent's own process each take and release N EX locks,
-one at a time, on resources of lockspace "vigil-probe" that each master owns,
-one master after the other. It prints the latency of a lock until its grant
-(a remote master costs one round trip on the interconnect) and the
+one at a time, on resources of lockspace "fixed.vigil-probe" that each master
+owns, one master after the other. It prints the latency of a lock until its
+grant (a remote master costs one round trip on the interconnect) and the
 lock+unlock pairs per second of all sessions together.
+
+Resources are mastered where they are used: a resource nobody holds moves
+to the member whose client asks for it. The probe's lockspace is fixed
+(its name starts with "fixed."), so each resource stays on the master it
+is timed for. With --handoff the probe uses lockspace "vigil-probe"
+instead: the resources of each master move to the probing member at their
+first lock, as an application's own names do.
 
 The locks are real: they wait behind nothing (the lockspace is the probe's
 own), but they cost the masters work while the probe runs.`,
@@ -410,7 +418,7 @@ own), but they cost the masters work while the probe runs.`,
 				return err
 			}
 			defer cancel()
-			out, err := cl.ProbeLocks(ctx, client.LockProbeRequest{Masters: masters, N: n, Workers: workers})
+			out, err := cl.ProbeLocks(ctx, client.LockProbeRequest{Masters: masters, N: n, Workers: workers, Handoff: handoff})
 			if err != nil {
 				return err
 			}
@@ -447,6 +455,7 @@ own), but they cost the masters work while the probe runs.`,
 	cmd.Flags().StringSliceVar(&masters, "master", nil, "time only the resources of this member (repeat or comma-separate; default every member of the view)")
 	cmd.Flags().IntVar(&n, "n", 0, fmt.Sprintf("locks per session and master (default 2000, at most %d)", client.MaxProbeLocks))
 	cmd.Flags().IntVar(&workers, "workers", 0, fmt.Sprintf("sessions taking locks at once (default 1, at most %d)", client.MaxProbeWorkers))
+	cmd.Flags().BoolVar(&handoff, "handoff", false, `use resources that move to this member at their first lock (lockspace "vigil-probe")`)
 	cmd.Flags().BoolVar(&g.json, "json", false, "print JSON")
 	return cmd
 }

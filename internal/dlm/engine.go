@@ -173,6 +173,23 @@ func New(opts Options) (*Engine, error) {
 // Len returns the number of locks (granted, converting and waiting).
 func (e *Engine) Len() int { return len(e.locks) }
 
+// HasRoot reports whether root resource name of lockspace ls exists: some
+// lock is on it or on one of its sub-resources.
+func (e *Engine) HasRoot(ls, name string) bool {
+	s := e.spaces[ls]
+	return s != nil && s.roots[name] != nil
+}
+
+// Floor returns the highest fencing token the engine has issued or
+// imported (Snapshot.TokenFloor).
+func (e *Engine) Floor() uint64 { return e.floor }
+
+// RaiseFloor raises the token floor to t (no change if it is higher):
+// every resource created afterwards grants tokens above t. A master that
+// takes over a resource with no lock raises its floor to the previous
+// master's, so that tokens keep growing.
+func (e *Engine) RaiseFloor(t uint64) { e.floor = max(e.floor, t) }
+
 // list is a circular doubly linked list of locks through prev/next.
 type list struct{ head *lock }
 

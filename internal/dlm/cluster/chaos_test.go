@@ -69,6 +69,7 @@ func (h *harness) chaosStep() {
 	case x < 79:
 		d := time.Duration(h.rng.IntN(1500)) * time.Millisecond
 		h.now = h.now.Add(d)
+		h.sweep()
 	case x < 82:
 		h.deadlockRound()
 	case x < 90:

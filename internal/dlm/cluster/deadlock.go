@@ -91,8 +91,8 @@ func (n *Node) AbortDeadlock(now time.Time, id LockID) ([]Event, error) {
 		if e == nil {
 			return nil, unknown
 		}
-		m := Master(n.view, e.ls, e.path[0])
-		if m == n.self {
+		m := e.at
+		if m == n.self || m == "" {
 			return nil, unknown
 		}
 		n.send(m, Message{Kind: MsgRequest, Op: &op})

@@ -61,13 +61,22 @@ func (c *chooser) value() *dlm.Value {
 }
 
 func (c *chooser) message() Message {
-	m := Message{Kind: MessageKind(c.n(7)), View: uint64(c.n(7)), Floor: uint64(c.n(4)) << 40, More: c.n(4) == 0}
+	m := Message{Kind: MessageKind(c.n(10)), View: uint64(c.n(7)), Floor: uint64(c.n(4)) << 40, More: c.n(4) == 0, Count: uint64(c.n(4))}
 	if c.n(2) == 0 {
 		m.Op = &Op{Kind: OpKind(c.n(8)), Req: uint64(c.n(5)), Lock: c.id(), Lockspace: c.name(), Path: c.path(),
 			Parent: c.id(), Owner: c.owner(), Mode: dlm.Mode(c.n(8)), Flags: dlm.Flags(c.n(256)), Value: c.value()}
+		for range c.n(3) {
+			m.Op.Roots = append(m.Op.Roots, Root{c.name(), c.name()})
+		}
+	}
+	if c.n(2) == 0 {
+		m.Root = &Root{c.name(), c.name()}
 	}
 	if c.n(3) == 0 {
 		m.Reply = &Reply{Req: uint64(c.n(8)), Err: []string{"", "invalid", "busy", "??"}[c.n(4)], Msg: "fuzz"}
+		if c.n(2) == 0 {
+			m.Reply.Roots = []Root{{c.name(), c.name()}}
+		}
 	}
 	for range c.n(4) {
 		m.Events = append(m.Events, Event{Kind: EventKind(c.n(20)), Lock: c.id(), Owner: c.owner(), Mode: dlm.Mode(c.n(8)),
@@ -93,7 +102,7 @@ func (c *chooser) message() Message {
 
 // fuzzRig is three members with a few locks, m1 under test.
 func fuzzRig(t *testing.T) *rig {
-	r := newRig(t, "m1", "m2", "m3")
+	r := newRigWith(t, true, "m1", "m2", "m3")
 	a, b := owner("m1", 1), owner("m2", 1)
 	for _, x := range []string{"a", "b", "x"} {
 		l := r.enqueue(a, Request{Name: x, Mode: dlm.PR, Flags: dlm.ValBlk})
@@ -186,6 +195,9 @@ func FuzzDeliverJSON(f *testing.F) {
 		{Kind: MsgLocks, View: 2, Records: []LockRecord{{Lock: LockID{"m2", 3}, Lockspace: "ls", Path: []string{"a"}, Owner: owner("m2", 1), Queue: dlm.QueueGranted, Granted: dlm.PR}},
 			Values: []ResourceValue{{Lockspace: "ls", Path: []string{"a"}, Valid: true, Token: 5}}, Dropped: []Root{{"ls", "a"}}},
 		{Kind: MsgDone, View: 2},
+		{Kind: MsgHandoff, View: 1, Root: &Root{"ls", "a"}, Floor: 9, Op: &Op{Kind: OpEnqueue, Req: 1, Lock: LockID{"m1", 1}, Lockspace: "ls", Path: []string{"a"}, Owner: owner("m1", 1), Mode: dlm.EX}},
+		{Kind: MsgForward, View: 1, Op: &Op{Kind: OpPurge, Req: 2, Owner: owner("m3", 1), Roots: []Root{{"ls", "a"}}}},
+		{Kind: MsgReturn, View: 1, Root: &Root{"ls", "a"}, Count: 3, Floor: 9},
 	} {
 		b, _ := json.Marshal(m)
 		f.Add(b, uint8(2))

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -108,6 +109,12 @@ func (n *Node) applyOp(now time.Time, from string, op *Op) ([]Event, error) {
 	}
 	if err != nil {
 		err = n.wrapErr(name, op.Lock, err)
+		if errors.Is(err, dlm.ErrUnknownLock) {
+			// Not "gone": this master never had it, and the last word of
+			// the master that had it (before a hand-off or a return) may
+			// still be on its way.
+			touched = slices.DeleteFunc(touched, func(g LockID) bool { return g == op.Lock })
+		}
 	}
 	if n.hooks.applied != nil {
 		c := *op // a copy: op itself stays off the heap outside tests
@@ -116,6 +123,9 @@ func (n *Node) applyOp(now time.Time, from string, op *Op) ([]Event, error) {
 	var reply *Reply
 	if from != n.self && op.Req != 0 {
 		reply = &Reply{Req: op.Req}
+		if op.Kind == OpPurge {
+			reply.Roots = op.Roots
+		}
 		if err != nil {
 			reply.Err, reply.Msg = kindName(err), errMsg(err)
 		}
@@ -150,7 +160,7 @@ func (n *Node) applyEnqueue(now time.Time, from string, op *Op) (dlm.LockID, []d
 		return 0, nil, fail(name, op.Lock, errInvalid, "a new request cannot have Convert")
 	case len(op.Path) == 0 || len(op.Path) > dlm.MaxDepth:
 		return 0, nil, fail(name, op.Lock, errInvalid, "the resource path has %d names: give 1 to %d", len(op.Path), dlm.MaxDepth)
-	case Master(n.view, op.Lockspace, op.root()) != n.self:
+	case !n.masters(rootOf(op)):
 		return 0, nil, fail(name, op.Lock, ErrNotMaster, "member %s does not master root %q of lockspace %q in view %v", n.self, op.root(), op.Lockspace, n.view)
 	}
 	if _, dup := n.byG[op.Lock]; dup {

@@ -140,6 +140,10 @@ type Op struct {
 	Mode      dlm.Mode    `json:"md,omitempty"`
 	Flags     dlm.Flags   `json:"f,omitempty"`
 	Value     *dlm.Value  `json:"v,omitempty"`
+	// Roots: OpPurge: the roots of the owner's locks that the receiver
+	// masters or routes (a hash master forwards the purge to the members
+	// it handed some of them to).
+	Roots []Root `json:"rt,omitempty"`
 }
 
 func (op *Op) root() string { return op.Path[0] }
@@ -151,6 +155,10 @@ type Reply struct {
 	Req uint64 `json:"r"`
 	Err string `json:"e,omitempty"`
 	Msg string `json:"m,omitempty"`
+	// Roots: the roots of an OpPurge this reply covers (a purge can be
+	// carried out in parts, by a hash master and the members it handed
+	// roots to; each part answers for its roots).
+	Roots []Root `json:"rt,omitempty"`
 }
 
 // LockState is a lock as its master holds it after an operation, sent to
@@ -230,6 +238,21 @@ const (
 	// MsgDone: recovery step 3: the sender rebuilt what it masters in view
 	// View.
 	MsgDone
+	// MsgHandoff: from the hash master of Root, which holds no lock on it,
+	// to the member whose client asked for it first: the receiver masters
+	// Root from now on, in this view. Floor is the sender's token floor;
+	// Op is the enqueue that asked for Root (the receiver's own client's),
+	// to be run there.
+	MsgHandoff
+	// MsgForward: a client operation Op of member Op.Owner.Member,
+	// forwarded by the hash master of its root to the member it handed the
+	// root to, or sent back by that member after it returned the root.
+	MsgForward
+	// MsgReturn: the receiver of a hand-off gives Root back to its hash
+	// master (it holds no lock on it and has not used it for a while).
+	// Count is the number of operations on Root it received from the hash
+	// master since the hand-off; Floor its token floor.
+	MsgReturn
 )
 
 // String returns the kind's name.
@@ -245,6 +268,12 @@ func (k MessageKind) String() string {
 		return "locks"
 	case MsgDone:
 		return "done"
+	case MsgHandoff:
+		return "handoff"
+	case MsgForward:
+		return "forward"
+	case MsgReturn:
+		return "return"
 	}
 	return "MessageKind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -263,6 +292,9 @@ type Message struct {
 	States []LockState `json:"st,omitempty"`
 
 	Floor uint64 `json:"fl,omitempty"`
+
+	Root  *Root  `json:"ro,omitempty"`
+	Count uint64 `json:"n,omitempty"`
 
 	Records []LockRecord    `json:"rc,omitempty"`
 	Values  []ResourceValue `json:"va,omitempty"`

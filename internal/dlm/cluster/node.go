@@ -5,6 +5,7 @@ import (
 	"iter"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vigil-cluster/vigil/internal/dlm"
@@ -31,14 +32,39 @@ type Config struct {
 	MaxStash int
 	// Logger receives the recovery steps and anomalies (nil: none).
 	Logger *slog.Logger
+
+	// Handoff: a root whose hash master holds no lock on it is handed to
+	// the member whose client asks for it, which masters it from then on
+	// (see handoff.go). False: every root stays on its hash master.
+	Handoff bool
+	// Fixed reports the lockspaces whose roots are never handed off (nil:
+	// none), like Linux DLM's lockspaces without a directory.
+	Fixed func(lockspace string) bool
+	// MaxHandoffs bounds the roots a member has handed to others at a
+	// time; past it, roots stay on it. 1 to 1<<24.
+	MaxHandoffs int
+	// IdleReturn: Sweep gives back a handed root that has had no lock
+	// and no use for this long. 0 to 1 hour.
+	IdleReturn time.Duration
 }
 
 // DefaultConfig returns a configuration with the engine defaults, 100,000
-// held operations, 4,096 items per recovery message and 65,536 stashed
-// messages. Member and Transport must be set.
+// held operations, 4,096 items per recovery message, 65,536 stashed
+// messages, and hand-offs on (65,536 at a time, given back after 5 s
+// unused). Member and Transport must be set.
 func DefaultConfig() Config {
-	return Config{Engine: dlm.DefaultOptions(), MaxHeld: 100_000, MaxBatch: 4096, MaxStash: 1 << 16}
+	return Config{Engine: dlm.DefaultOptions(), MaxHeld: 100_000, MaxBatch: 4096, MaxStash: 1 << 16,
+		Handoff: true, Fixed: FixedLockspace, MaxHandoffs: 1 << 16, IdleReturn: 5 * time.Second}
 }
+
+// FixedPrefix starts the names of lockspaces whose roots always stay on
+// their hash masters (DefaultConfig's Fixed): for resources that every
+// member uses alike, and for measuring a remote master.
+const FixedPrefix = "fixed."
+
+// FixedLockspace reports whether lockspace ls is fixed: its name starts
+// with FixedPrefix.
+func FixedLockspace(ls string) bool { return strings.HasPrefix(ls, FixedPrefix) }
 
 // Validate checks the configuration, naming the field and its allowed
 // range.
@@ -54,6 +80,10 @@ func (c Config) Validate() error {
 		return fail("config", LockID{}, errInvalid, "MaxBatch is %d: it must be between 1 and %d (default 4096)", c.MaxBatch, 1<<20)
 	case c.MaxStash < 1 || c.MaxStash > 1<<24:
 		return fail("config", LockID{}, errInvalid, "MaxStash is %d: it must be between 1 and %d (default 65536)", c.MaxStash, 1<<24)
+	case c.Handoff && (c.MaxHandoffs < 1 || c.MaxHandoffs > 1<<24):
+		return fail("config", LockID{}, errInvalid, "MaxHandoffs is %d: it must be between 1 and %d (default 65536), or set Handoff false", c.MaxHandoffs, 1<<24)
+	case c.IdleReturn < 0 || c.IdleReturn > time.Hour:
+		return fail("config", LockID{}, errInvalid, "IdleReturn is %v: it must be between 0 and 1h (default 5s)", c.IdleReturn)
 	}
 	return c.Engine.Validate()
 }
@@ -83,9 +113,11 @@ type Node struct {
 	joinedAt map[string]uint64 // member -> first view of its current membership
 	stash    map[string][]Message
 	stashN   int
-	rec      *recovery       // nil when not recovering
-	raise    bool            // raise the token floor at the next import (names gained)
-	departed map[string]bool // members that left since the last purge
+	rec      *recovery         // nil when not recovering
+	raise    bool              // raise the token floor at the next import (names gained)
+	departed map[string]bool   // members that left since the last purge
+	handed   map[Root]*handoff // roots this member masters by hash and handed to another
+	owns     map[Root]*owned   // roots another member handed to this one
 
 	// Client side.
 	nextN   uint64
@@ -151,14 +183,16 @@ type transit struct {
 type pendingOp struct {
 	op    Op
 	to    string
-	roots []Root // OpPurge: the roots of the owner's locks
+	roots []Root // OpPurge: the roots of the owner's locks not answered for yet
 	lost  bool   // sent to a member that left the view: outcome unknown
+	moot  bool   // its client disconnected: its answer is dropped
 }
 
 type heldOp struct {
 	from  string // "" for this member's client
 	op    Op
-	roots []Root // OpPurge
+	roots []Root   // OpPurge
+	msg   *Message // a hand-off, forward or return held (op unused)
 }
 
 // New returns a Node with no view: it holds client operations until its
@@ -173,6 +207,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, self: cfg.Member, log: log.With("member", cfg.Member),
 		joinedAt: map[string]uint64{}, stash: map[string][]Message{}, departed: map[string]bool{},
+		handed: map[Root]*handoff{}, owns: map[Root]*owned{},
 		table: clientTable{self: cfg.Member, m: map[uint64]*entry{}}, pending: map[uint64]*pendingOp{}}
 	n.resetMaster()
 	return n, nil
@@ -393,14 +428,21 @@ func (n *Node) Disconnect(now time.Time, owner dlm.OwnerID) ([]Event, error) {
 		n.table.del(id)
 	}
 	// Its other operations are moot: the purge follows them on every
-	// stream, or replaces them.
-	for req, p := range n.pending {
+	// stream, or replaces them. Those sent stay pending (marked), so that
+	// this member knows which are still on their way.
+	for _, p := range n.pending {
 		if p.op.Owner == owner && p.op.Kind != OpPurge {
-			delete(n.pending, req)
+			p.moot = true
 		}
 	}
 	n.reissue = slices.DeleteFunc(n.reissue, func(p *pendingOp) bool { return p.op.Owner == owner && p.op.Kind != OpPurge })
-	n.held = slices.DeleteFunc(n.held, func(h heldOp) bool { return h.from == "" && h.op.Owner == owner && h.op.Kind != OpPurge })
+	mine := func(h heldOp) bool {
+		return h.from == "" && h.msg == nil && h.op.Owner == owner && h.op.Kind != OpPurge
+	}
+	n.held = slices.DeleteFunc(n.held, mine)
+	for _, ho := range n.handed {
+		ho.queue = slices.DeleteFunc(ho.queue, mine)
+	}
 	if len(roots) == 0 {
 		return nil, nil
 	}
@@ -436,31 +478,46 @@ func (n *Node) submit(now time.Time, op Op, roots []Root) []Event {
 	if op.Kind == OpPurge {
 		by := map[string][]Root{}
 		for _, r := range roots {
-			m := Master(n.view, r.Lockspace, r.Name)
-			by[m] = append(by[m], r)
+			to, q := n.ownRoute(now, r)
+			if q != nil {
+				c := op
+				c.Roots = []Root{r}
+				q.queue = append(q.queue, heldOp{op: c, roots: c.Roots})
+				continue
+			}
+			by[to] = append(by[to], r)
 		}
 		var out []Event
 		for _, m := range sortedKeys(by) {
 			if m == n.self {
-				out = append(out, n.apply(now, n.self, &op)...)
+				c := op
+				c.Roots = by[m]
+				out = append(out, n.apply(now, n.self, &c)...)
 			} else {
 				n.sendOp(m, op, by[m])
 			}
 		}
 		return out
 	}
-	m := Master(n.view, op.Lockspace, op.root())
-	if m == n.self {
+	to, q := n.ownRoute(now, rootOf(&op))
+	switch {
+	case q != nil:
+		q.queue = append(q.queue, heldOp{op: op})
+		return nil
+	case to == n.self:
 		return n.apply(now, n.self, &op)
 	}
-	n.sendOp(m, op, nil)
+	n.sendOp(to, op, nil)
 	return nil
 }
 
 func (n *Node) sendOp(to string, op Op, roots []Root) {
 	n.nextReq++
 	op.Req = n.nextReq
-	n.pending[op.Req] = &pendingOp{op: op, to: to, roots: roots}
+	if op.Kind == OpPurge {
+		op.Roots = roots
+	}
+	n.pending[op.Req] = &pendingOp{op: op, to: to, roots: slices.Clone(roots)}
 	c := op
 	n.send(to, Message{Kind: MsgRequest, Op: &c})
 }
@@ -494,17 +551,24 @@ func kindOf(err error) error { return kindErr(kindName(err)) }
 func (n *Node) receive(from string, reply *Reply, states []LockState, evs []Event) []Event {
 	var out []Event
 	if reply != nil {
-		if p := n.pending[reply.Req]; p != nil && p.to == from {
+		// A reply may come from the member a hash master forwarded the
+		// request to; request numbers are never reused.
+		if p := n.pending[reply.Req]; p != nil && p.op.Kind == OpPurge {
+			if reply.Err != "" {
+				n.log.Warn("dlm disconnect purge refused", "master", from, "owner", p.op.Owner, "err", reply.Msg)
+			}
+			n.covered(reply.Req, p, reply.Roots)
+		} else if p != nil {
 			delete(n.pending, reply.Req)
-			if reply.Err != "" && p.op.Kind != OpPurge {
+			if p.moot {
+				// Its client disconnected.
+			} else if reply.Err != "" {
 				op := p.op
 				out = append(out, refused(&op, &Error{Op: op.Kind.String(), Lock: op.Lock, Kind: kindErr(reply.Err),
 					Msg: "refused by master " + from + ": " + reply.Msg}))
 				if e := n.table.get(op.Lock); op.Kind == OpEnqueue && e != nil && e.q == 0 {
 					n.table.del(op.Lock) // a refused request leaves no lock
 				}
-			} else if reply.Err != "" {
-				n.log.Warn("dlm disconnect purge refused", "master", from, "owner", p.op.Owner, "err", reply.Msg)
 			}
 		}
 	}

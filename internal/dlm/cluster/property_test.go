@@ -95,6 +95,7 @@ func (h *harness) randomStep() {
 		d := time.Duration(h.rng.IntN(1500)) * time.Millisecond
 		h.now = h.now.Add(d)
 		h.logf("advance %v", d)
+		h.sweep()
 	default:
 		h.deadlockRound()
 	}

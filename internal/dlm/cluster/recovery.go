@@ -87,11 +87,25 @@ func (n *Node) enter(prev View, had bool) {
 			}
 		}
 	}
-	// Requests of other members held for the older view are dropped: they
-	// find them unanswered at the cut and send them again.
+	// Every hand-off ends; requests of other members held for the older
+	// view are dropped: they find them unanswered at the cut and send them
+	// again.
+	if len(n.handed)+len(n.owns) > 0 || n.cfg.Handoff {
+		// A root handed to another member comes back to its hash master
+		// with the view, without a word if it has no lock: every member
+		// raises its token floor above every token of the older views.
+		n.raise = true
+	}
+	n.dissolve()
 	n.held = slices.DeleteFunc(n.held, func(h heldOp) bool { return h.from != "" })
+	// An unanswered request may have been forwarded to the member a root
+	// was handed to: if any member left, it may have run there.
+	anyLeft := false
+	for _, m := range prev.Members {
+		anyLeft = anyLeft || (had && !v.Has(m))
+	}
 	for _, p := range n.pending {
-		if !v.Has(p.to) {
+		if !v.Has(p.to) || anyLeft {
 			p.lost = true
 		}
 	}
@@ -110,6 +124,8 @@ func (n *Node) leave(had bool) []Event {
 	clear(n.pending)
 	n.reissue, n.held, n.rec, n.raise = nil, nil, nil, false
 	clear(n.departed)
+	clear(n.handed)
+	clear(n.owns)
 	n.resetMaster()
 	n.out = true
 	if had {
@@ -194,6 +210,20 @@ func (n *Node) handle(now time.Time, from string, m *Message) []Event {
 		if r != nil && current {
 			r.dones[from] = true
 		}
+	case MsgHandoff, MsgForward, MsgReturn:
+		if !current {
+			break // an older view's: every hand-off ended with it
+		}
+		if !n.Ready() {
+			if len(n.held) >= n.cfg.MaxHeld {
+				n.anomaly("%d operations held: dropping a %v from %s", len(n.held), m.Kind, from)
+				break
+			}
+			c := *m
+			n.held = append(n.held, heldOp{from: from, msg: &c})
+			break
+		}
+		out = n.handleReady(now, from, m)
 	}
 	return append(out, n.progress(now)...)
 }
@@ -218,14 +248,31 @@ func (n *Node) onRequest(now time.Time, from string, m *Message) []Event {
 		n.held = append(n.held, heldOp{from: from, op: *op})
 		return nil
 	}
-	return n.apply(now, from, op)
+	return n.dispatch(now, from, from, op, false)
+}
+
+// handleReady handles a hand-off, forward or return of the current view.
+func (n *Node) handleReady(now time.Time, from string, m *Message) []Event {
+	switch m.Kind {
+	case MsgHandoff:
+		return n.onHandoff(now, from, m)
+	case MsgForward:
+		return n.onForward(now, from, m)
+	case MsgReturn:
+		return n.onReturn(now, from, m)
+	}
+	return nil
 }
 
 func (n *Node) refuse(to string, op *Op, err error) {
 	if op.Req == 0 {
 		return
 	}
-	n.send(to, Message{Kind: MsgUpdate, Reply: &Reply{Req: op.Req, Err: kindName(err), Msg: errMsg(err)}})
+	r := &Reply{Req: op.Req, Err: kindName(err), Msg: errMsg(err)}
+	if op.Kind == OpPurge {
+		r.Roots = op.Roots
+	}
+	n.send(to, Message{Kind: MsgUpdate, Reply: r})
 }
 
 // checkOp checks the shape of a request from another member.
@@ -245,6 +292,11 @@ func checkOp(op *Op, from string) error {
 	case op.Owner.Member != from:
 		return bad("owner %v is not a client of the sending member %s", op.Owner, from)
 	case op.Kind == OpPurge:
+		for _, r := range op.Roots {
+			if !validName(r.Lockspace) || !validName(r.Name) {
+				return bad("bad root name in a purge (%d and %d bytes)", len(r.Lockspace), len(r.Name))
+			}
+		}
 		return nil
 	case op.Lock.Member != from || op.Lock.N == 0:
 		return bad("lock %v was not created by the sending member %s", op.Lock, from)
@@ -275,7 +327,7 @@ func (n *Node) abortHere(now time.Time, from string, op *Op) []Event {
 	if op.Lock.Member != n.self || e == nil {
 		return nil
 	}
-	if m := Master(n.view, e.ls, e.path[0]); m != n.self && m != from {
+	if m := e.at; m != "" && m != n.self && m != from {
 		c := *op
 		n.send(m, Message{Kind: MsgRequest, Op: &c})
 	}
@@ -373,10 +425,13 @@ func (n *Node) progress(now time.Time) []Event {
 			h := n.held[0]
 			n.held[0] = heldOp{}
 			n.held = n.held[1:]
-			if h.from == "" {
+			switch {
+			case h.msg != nil:
+				out = append(out, n.handleReady(now, h.from, h.msg)...)
+			case h.from == "":
 				out = append(out, n.replay(now, h.op, h.roots)...)
-			} else {
-				out = append(out, n.apply(now, h.from, &h.op)...)
+			default:
+				out = append(out, n.dispatch(now, h.from, h.from, &h.op, false)...)
 			}
 		case !r.started:
 			out = append(out, n.startRecovery(now)...)
@@ -477,6 +532,7 @@ func (n *Node) cutStep(now time.Time) []Event {
 	}
 	slices.SortFunc(ps, func(a, b *pendingOp) int { return cmp.Compare(a.op.Req, b.op.Req) })
 	lost := map[LockID][]*Op{}
+	ps = slices.DeleteFunc(ps, func(p *pendingOp) bool { return p.moot })
 	for _, p := range ps {
 		if p.lost && !p.op.Lock.IsZero() {
 			lost[p.op.Lock] = append(lost[p.op.Lock], &p.op)

@@ -15,12 +15,20 @@ type rig struct {
 	nodes map[string]*Node
 	view  View
 	evs   map[dlm.OwnerID][]Event
+
+	handoff bool
 }
 
+// newRig returns members where every root stays on its hash master (the
+// recovery scenarios place roots by hash).
 func newRig(t *testing.T, members ...string) *rig {
+	return newRigWith(t, false, members...)
+}
+
+func newRigWith(t *testing.T, handoff bool, members ...string) *rig {
 	t.Helper()
 	h := &harness{t: t, now: t0, net: &network{q: map[pair][]Message{}}}
-	r := &rig{t: t, h: h, nodes: map[string]*Node{}, evs: map[dlm.OwnerID][]Event{}}
+	r := &rig{t: t, h: h, nodes: map[string]*Node{}, evs: map[dlm.OwnerID][]Event{}, handoff: handoff}
 	for _, m := range members {
 		r.add(m)
 	}
@@ -34,6 +42,7 @@ func (r *rig) add(m string) *Node {
 	cfg.Member = m
 	cfg.Transport = endpoint{r.h.net, m}
 	cfg.Engine.DeadlockWait = 0
+	cfg.Handoff = r.handoff
 	n, err := New(cfg)
 	if err != nil {
 		r.t.Fatal(err)

@@ -58,7 +58,9 @@ func (n *Node) Locks() Table {
 	}
 	count := map[LockID]int{}
 	for _, p := range n.pending {
-		count[p.op.Lock]++
+		if !p.moot {
+			count[p.op.Lock]++
+		}
 	}
 	for _, p := range n.reissue {
 		count[p.op.Lock]++
@@ -68,12 +70,22 @@ func (n *Node) Locks() Table {
 			count[h.op.Lock]++
 		}
 	}
+	for _, ho := range n.handed {
+		for _, h := range ho.queue {
+			if h.from == "" {
+				count[h.op.Lock]++
+			}
+		}
+	}
 	for _, id := range n.sortedIDs() {
 		e := n.table.get(id)
 		info := LockInfo{Lock: id, Lockspace: e.ls, Path: slices.Clone(e.path), Parent: e.parent, Owner: e.owner, Queue: e.q,
 			Granted: e.granted, Requested: e.req, Flags: e.flags, Seq: e.seq, Token: e.token, Pending: count[id]}
 		if n.hasView && !n.out {
-			info.Master = Master(n.view, e.ls, e.path[0])
+			info.Master = e.at
+			if info.Master == "" {
+				info.Master = n.masterOf(Root{e.ls, e.path[0]})
+			}
 		}
 		t.Held = append(t.Held, info)
 	}

@@ -211,6 +211,8 @@ type Stats struct {
 	Unlocks       uint64
 	Cancels       uint64
 	LastViewError string
+	Handed        int // roots this member masters by hash and handed to another member
+	Owned         int // roots other members handed to this one
 }
 
 // New returns a Server with no view and no quorum: client operations are
@@ -623,7 +625,18 @@ func (s *Server) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.stats
 	st.Sessions = len(s.sessions)
+	h := s.node.Handoffs()
+	st.Handed, st.Owned = h.Handed, h.Owned
 	return st
+}
+
+// Sweep gives back to their hash masters the roots handed to this member
+// that have been unused and free for a while (cluster.Config.IdleReturn).
+// Call it about once a second.
+func (s *Server) Sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.node.Sweep(s.now())
 }
 
 // Ready reports whether the lock manager grants now: it has a view with
