@@ -19,12 +19,19 @@
 //
 // # Directory and ids
 //
-// The master of a root resource (lockspace, name) is the view member with
-// the highest FNV-1a/murmur hash of (lockspace, name, member) ([Master]:
-// rendezvous hashing, so a view change moves only the roots of members that
-// left or joined); a sub-resource lives with its root. A lock's cluster id
-// ([LockID]) is {member of its client, that member's counter}: unique, and
-// stable when the lock moves. Each master maps it to its engine's id.
+// The hash master of a root resource (lockspace, name) is the view member
+// with the highest FNV-1a/murmur hash of (lockspace, name, member)
+// ([Master]: rendezvous hashing, so a view change moves only the roots of
+// members that left or joined); a sub-resource lives with its root. The
+// hash master is the root's directory: when another member's client asks
+// for a root that has no lock, the hash master hands the root to that
+// member, which masters it until it gives it back (unused for
+// [Config.IdleReturn]) or the view changes; the hash master forwards the
+// other members' operations on it (see handoff.go for how order is kept).
+// Lockspaces that [Config.Fixed] names keep their hash masters. A lock's
+// cluster id ([LockID]) is {member of its client, that member's counter}:
+// unique, and stable when the lock moves. Each master maps it to its
+// engine's id.
 //
 // # Operations
 //
