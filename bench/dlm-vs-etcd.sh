@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # dlm-vs-etcd.sh: vigil's lock manager against etcd's concurrency.Mutex on
 # this machine, side by side in one run: lock+unlock pairs per second of
-# WORKERS workers (each with its own session and resource) on a 3-member
-# vigil cluster and on a 3-member etcd (Debian's etcd-server). vigil runs
-# four ways: clients on m1's socket and sessions in m1's agent (the Go
-# package, `vigil locks probe`), each with resources spread over the
-# masters and with resources m1 masters. Prints the JSON lines and the
-# ratios. Needs bin/vigil (make build) and etcd
+# WORKERS workers (each with its own session and resource name) on a
+# 3-member vigil cluster and on a 3-member etcd (Debian's etcd-server). The
+# names are spread over the hash masters as etcd's keys would be. vigil
+# runs four ways: clients on m1's socket and sessions in m1's agent (the
+# Go package, `vigil locks probe`), each with resources that move to the
+# member that uses them (the default) and in a fixed lockspace (each stays
+# on its hash master: two of three are remote). Prints the JSON lines and
+# the ratios. Needs bin/vigil (make build) and etcd
 # (apt-get install etcd-server etcd-client).
 #
 #   bench/dlm-vs-etcd.sh [WORKERS [DURATION]]     (default 4 10s)
@@ -21,29 +23,29 @@ duration=${2:-10s}
 command -v etcd >/dev/null || { echo "dlm-vs-etcd: etcd not found: apt-get install etcd-server etcd-client" >&2; exit 1; }
 
 (cd "$root" && go build -o bin/dlmbench ./bench/dlmbench)
-echo "dlm-vs-etcd: vigil, resources spread over the masters, $workers workers, $duration" >&2
+echo "dlm-vs-etcd: vigil socket, $workers workers, $duration" >&2
 v=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --duration "$duration")
-echo "dlm-vs-etcd: vigil, resources mastered where the workers are, $workers workers, $duration" >&2
-vl=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --duration "$duration" --local)
-echo "dlm-vs-etcd: vigil, sessions in the agent (Go package), resources spread over the masters, $workers workers" >&2
-va=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --in-agent --n 5000)
-echo "dlm-vs-etcd: vigil, sessions in the agent (Go package), resources mastered there, $workers workers" >&2
-val=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --in-agent --local --n 100000)
+echo "dlm-vs-etcd: vigil socket, fixed lockspace, $workers workers, $duration" >&2
+vf=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --duration "$duration" --fixed)
+echo "dlm-vs-etcd: vigil in the agent (Go package), $workers workers" >&2
+va=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --in-agent --n 50000)
+echo "dlm-vs-etcd: vigil in the agent (Go package), fixed lockspace, $workers workers" >&2
+vaf=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --in-agent --fixed --n 5000)
 echo "dlm-vs-etcd: etcd, $workers workers, $duration" >&2
 e=$("$here/etcd-mutex.sh" --workers "$workers" --duration "$duration")
 echo "$v"
-echo "$vl"
+echo "$vf"
 echo "$va"
-echo "$val"
+echo "$vaf"
 echo "$e"
-python3 - "$v" "$vl" "$va" "$val" "$e" <<'PY'
+python3 - "$v" "$vf" "$va" "$vaf" "$e" <<'PY'
 import json, sys
-v, vl, va, val, e = (json.loads(a) for a in sys.argv[1:6])
+v, vf, va, vaf, e = (json.loads(a) for a in sys.argv[1:6])
 def line(name, r):
     ratio = r["pairs_per_sec"] / e["pairs_per_sec"] if e["pairs_per_sec"] else float("inf")
     print(f"{name}: {r['pairs_per_sec']:.0f} pairs/s (p50 {r['p50_us']:.0f} µs) = {ratio:.0f}x etcd's {e['pairs_per_sec']:.0f} pairs/s (p50 {e['p50_us']:.0f} µs)")
-line("vigil socket, spread over the masters", v)
-line("vigil socket, mastered locally", vl)
-line("vigil in the agent, spread over the masters", va)
-line("vigil in the agent, mastered locally", val)
+line("vigil socket (resources mastered where used)", v)
+line("vigil socket, fixed lockspace (2 of 3 remote)", vf)
+line("vigil in the agent (resources mastered where used)", va)
+line("vigil in the agent, fixed lockspace (2 of 3 remote)", vaf)
 PY
