@@ -352,12 +352,27 @@ func (c *Cluster) WaitReady(ctx context.Context, n int) error {
 	}
 }
 
-// Close stops every agent it started and removes its temp dir.
+// Close stops every agent it started, kills what their services left
+// running, and removes its temp dir.
 func (c *Cluster) Close() {
 	var wg sync.WaitGroup
 	for i := range c.Members {
 		wg.Add(1)
-		go func(i int) { defer wg.Done(); c.Stop(i) }(i)
+		go func(i int) {
+			defer wg.Done()
+			m := c.Members[i]
+			if !m.Running() {
+				return
+			}
+			pid := m.cmd.Process.Pid
+			c.Stop(i)
+			// A stopped agent leaves its services running (as on a
+			// real machine); a test cluster's must not outlive it. They
+			// are still in the session the agent led.
+			for _, p := range descendants(pid) {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}(i)
 	}
 	wg.Wait()
 	if c.ownDir {
