@@ -221,7 +221,8 @@ func rootOn(v server.View, ls, m string) string {
 // than the answers.
 func TestRemoteMaster(t *testing.T) {
 	srvs, v := pair(t)
-	res := rootOn(v, DefaultLockspace, "m2")
+	const ls = "fixed.remote" // each resource stays on its hash master
+	res := rootOn(v, ls, "m2")
 	for _, kind := range []string{"local", "socket", "grpc"} {
 		t.Run(kind, func(t *testing.T) {
 			ctx := ctxT(t)
@@ -243,14 +244,14 @@ func TestRemoteMaster(t *testing.T) {
 				return c
 			}
 			a, b := open(srvs["m1"]), open(srvs["m2"])
-			l, err := a.Lock(ctx, res, PW, ValueBlock())
+			l, err := a.Lock(ctx, res, PW, ValueBlock(), Lockspace(ls))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := b.Lock(ctx, res, EX, NoQueue()); !errors.Is(err, ErrNotQueued) {
+			if _, err := b.Lock(ctx, res, EX, NoQueue(), Lockspace(ls)); !errors.Is(err, ErrNotQueued) {
 				t.Fatalf("EX NoQueue against a remote PW: %v", err)
 			}
-			p, err := b.LockAsync(res, PR, ValueBlock())
+			p, err := b.LockAsync(res, PR, ValueBlock(), Lockspace(ls))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -110,7 +110,7 @@ func BenchmarkDLMRemoteLock(b *testing.B) {
 	}
 	var names []string
 	for i := 0; len(names) < 16; i++ {
-		if n := fmt.Sprintf("r%d", i); cluster.Master(p.view, "bench", n) == "m2" {
+		if n := fmt.Sprintf("r%d", i); cluster.Master(p.view, cluster.FixedPrefix+"bench", n) == "m2" {
 			names = append(names, n)
 		}
 	}
@@ -118,7 +118,7 @@ func BenchmarkDLMRemoteLock(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		start := time.Now()
-		id, err := ss.Enqueue(cluster.Request{Lockspace: "bench", Name: names[i%len(names)], Mode: dlm.EX})
+		id, err := ss.Enqueue(cluster.Request{Lockspace: cluster.FixedPrefix + "bench", Name: names[i%len(names)], Mode: dlm.EX})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -12,13 +12,16 @@ import (
 	dlmcluster "github.com/vigil-cluster/vigil/internal/dlm/cluster"
 )
 
-// masteredOn returns n resource names of lockspace "default" that member m
+// benchLS is fixed: each resource stays on the master it was chosen for.
+const benchLS = dlmcluster.FixedPrefix + "bench"
+
+// masteredOn returns n resource names of lockspace benchLS that member m
 // masters in view v.
 func masteredOn(v dlmcluster.View, m string, n int) []string {
 	var out []string
 	for i := 0; len(out) < n; i++ {
 		name := fmt.Sprintf("bench-%d", i)
-		if dlmcluster.Master(v, "default", name) == m {
+		if dlmcluster.Master(v, benchLS, name) == m {
 			out = append(out, name)
 		}
 	}
@@ -42,7 +45,7 @@ func BenchmarkDLMLockLatency(b *testing.B) {
 	// Wait for the full view to be rebuilt: a lock on a resource of m3.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		l, err := dc.Lock(ctx, masteredOn(v, "m3", 1)[0], dlmclient.EX)
+		l, err := dc.Lock(ctx, masteredOn(v, "m3", 1)[0], dlmclient.EX, dlmclient.Lockspace(benchLS))
 		if err == nil {
 			l.Unlock(ctx)
 			break
@@ -59,7 +62,7 @@ func BenchmarkDLMLockLatency(b *testing.B) {
 			var lat []time.Duration
 			for i := range b.N {
 				t0 := time.Now()
-				l, err := dc.Lock(ctx, names[i%len(names)], dlmclient.EX)
+				l, err := dc.Lock(ctx, names[i%len(names)], dlmclient.EX, dlmclient.Lockspace(benchLS))
 				lat = append(lat, time.Since(t0))
 				if err != nil {
 					b.Fatal(err)

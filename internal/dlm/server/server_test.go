@@ -95,7 +95,7 @@ func rootOn(v View, m string) string {
 	names := v.Names()
 	for i := 0; ; i++ {
 		r := "res" + string(rune('a'+i%26)) + string(rune('a'+i/26%26))
-		if cluster.Master(cluster.View{Number: v.Number, Members: names}, "app", r) == m {
+		if cluster.Master(cluster.View{Number: v.Number, Members: names}, appLS, r) == m {
 			return r
 		}
 	}
@@ -108,14 +108,14 @@ func TestRemoteLockAndBlocking(t *testing.T) {
 	r1, r2 := newRecorder(), newRecorder()
 	s1, _ := n.srvs["m1"].Open(r1.on)
 	s2, _ := n.srvs["m2"].Open(r2.on)
-	id1, err := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	id1, err := s1.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.EX})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ev := r1.next(t); ev.Kind != cluster.EventGranted || ev.Lock != id1 || ev.Token == 0 {
 		t.Fatalf("m1 got %+v", ev)
 	}
-	id2, err := s2.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.PR})
+	id2, err := s2.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.PR})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestRemoteLockAndBlocking(t *testing.T) {
 	}
 	// Closing a session releases its locks.
 	s2.Close()
-	id3, _ := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	id3, _ := s1.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.EX})
 	if ev := r1.next(t); ev.Kind != cluster.EventGranted || ev.Lock != id3 {
 		t.Fatalf("m1 got %+v", ev)
 	}
@@ -145,7 +145,7 @@ func TestRetriesUntilDelivered(t *testing.T) {
 	n.mu.Unlock()
 	r1 := newRecorder()
 	s1, _ := n.srvs["m1"].Open(r1.on)
-	id, _ := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	id, _ := s1.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.EX})
 	time.Sleep(30 * time.Millisecond)
 	if len(r1.ch) != 0 {
 		t.Fatal("granted through a cut link")
@@ -168,9 +168,9 @@ func TestLoseTellsClients(t *testing.T) {
 	r1, r2 := newRecorder(), newRecorder()
 	s1, _ := n.srvs["m1"].Open(r1.on)
 	s2, _ := n.srvs["m2"].Open(r2.on)
-	id, _ := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	id, _ := s1.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.EX})
 	r1.next(t)
-	id2, _ := s2.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	id2, _ := s2.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.EX})
 	if got := n.srvs["m1"].Lose("lease ending"); got != 1 {
 		t.Fatalf("Lose told %d locks", got)
 	}
@@ -182,7 +182,7 @@ func TestLoseTellsClients(t *testing.T) {
 	if ev.Kind != cluster.EventLost || ev.Lock != id || !errors.Is(ev.Err, ErrLost) {
 		t.Fatalf("got %+v", ev)
 	}
-	if _, err := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX}); !errors.Is(err, ErrLost) {
+	if _, err := s1.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.EX}); !errors.Is(err, ErrLost) {
 		t.Fatalf("enqueue after loss: %v", err)
 	}
 	// m1 is a new incarnation now, out of the view: its new sessions wait
@@ -194,7 +194,7 @@ func TestLoseTellsClients(t *testing.T) {
 	m1.SetQuorum(true)
 	r1 = newRecorder()
 	s1, _ = m1.Open(r1.on)
-	if _, err := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX}); !errors.Is(err, cluster.ErrNotMember) {
+	if _, err := s1.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.EX}); !errors.Is(err, cluster.ErrNotMember) {
 		t.Fatalf("enqueue on the new incarnation before a view has it: %v", err)
 	}
 	// The director drops the old incarnation (m2 purges its lock: the EX
@@ -209,7 +209,7 @@ func TestLoseTellsClients(t *testing.T) {
 		s.SetView(v3)
 	}
 	waitReady(t, n.srvs["m1"], n.srvs["m2"])
-	id3, err := s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.PR, Flags: dlm.NoQueue})
+	id3, err := s1.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.PR, Flags: dlm.NoQueue})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestQuorumUntil(t *testing.T) {
 	r := newRecorder()
 	ss, _ := s.Open(r.on)
 	s.SetQuorumUntil(time.Now().Add(time.Hour))
-	id, err := ss.Enqueue(cluster.Request{Lockspace: "app", Name: rootOn(v, "m1"), Mode: dlm.EX})
+	id, err := ss.Enqueue(cluster.Request{Lockspace: appLS, Name: rootOn(v, "m1"), Mode: dlm.EX})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestQuorumUntil(t *testing.T) {
 	}
 	s.SetQuorumUntil(time.Now().Add(20 * time.Millisecond))
 	time.Sleep(30 * time.Millisecond)
-	if _, err := ss.Enqueue(cluster.Request{Lockspace: "app", Name: "other", Mode: dlm.EX}); !errors.Is(err, ErrLost) {
+	if _, err := ss.Enqueue(cluster.Request{Lockspace: appLS, Name: "other", Mode: dlm.EX}); !errors.Is(err, ErrLost) {
 		t.Fatalf("enqueue after the quorum ran out: %v, want ErrLost", err)
 	}
 	if ev := r.next(t); ev.Kind != cluster.EventLost || ev.Lock != id || !strings.Contains(ev.Err.Error(), "ran out") {
@@ -258,7 +258,7 @@ func TestRestartedMemberIsOutUntilViewChanges(t *testing.T) {
 	res := rootOn(v, "m1")
 	r1 := newRecorder()
 	s1, _ := n.srvs["m1"].Open(r1.on)
-	s1.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX})
+	s1.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.EX})
 	r1.next(t)
 	// m2 restarts: a new incarnation sees the old view.
 	old := n.srvs["m2"]
@@ -272,7 +272,7 @@ func TestRestartedMemberIsOutUntilViewChanges(t *testing.T) {
 	m2.SetQuorum(true)
 	r2 := newRecorder()
 	s2, _ := m2.Open(r2.on)
-	if _, err := s2.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.EX}); !errors.Is(err, cluster.ErrNotMember) {
+	if _, err := s2.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.EX}); !errors.Is(err, cluster.ErrNotMember) {
 		t.Fatalf("restarted member enqueued: %v", err)
 	}
 	// The director drops it, then takes it back with its new incarnation.
@@ -284,7 +284,7 @@ func TestRestartedMemberIsOutUntilViewChanges(t *testing.T) {
 	}
 	waitReady(t, n.srvs["m1"], m2)
 	s2, _ = m2.Open(r2.on)
-	id, err := s2.Enqueue(cluster.Request{Lockspace: "app", Name: res, Mode: dlm.PR, Flags: dlm.NoQueue})
+	id, err := s2.Enqueue(cluster.Request{Lockspace: appLS, Name: res, Mode: dlm.PR, Flags: dlm.NoQueue})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestSessionsAreSeparate(t *testing.T) {
 	r1, r2 := newRecorder(), newRecorder()
 	s1, _ := n.srvs["m1"].Open(r1.on)
 	s2, _ := n.srvs["m1"].Open(r2.on)
-	id, _ := s1.Enqueue(cluster.Request{Lockspace: "app", Name: "r", Mode: dlm.EX})
+	id, _ := s1.Enqueue(cluster.Request{Lockspace: appLS, Name: "r", Mode: dlm.EX})
 	r1.next(t)
 	if err := s2.Unlock(id, 0, nil); !errors.Is(err, dlm.ErrUnknownLock) {
 		t.Fatalf("unlock of another session's lock: %v", err)
@@ -332,7 +332,7 @@ func TestRejoinSameIncarnation(t *testing.T) {
 		s1, _ := n.srvs["m1"].Open(r1.on)
 		lockOn := func(m string, view View) {
 			t.Helper()
-			id, err := s1.Enqueue(cluster.Request{Lockspace: "app", Name: rootOn(view, m), Mode: dlm.EX})
+			id, err := s1.Enqueue(cluster.Request{Lockspace: appLS, Name: rootOn(view, m), Mode: dlm.EX})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -372,7 +372,7 @@ func TestRejoinUnseenDrop(t *testing.T) {
 		s2, _ := n.srvs["m2"].Open(r2.on)
 		lockOn := func(m string, view View) {
 			t.Helper()
-			id, err := s2.Enqueue(cluster.Request{Lockspace: "app", Name: rootOn(view, m), Mode: dlm.EX})
+			id, err := s2.Enqueue(cluster.Request{Lockspace: appLS, Name: rootOn(view, m), Mode: dlm.EX})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -442,3 +442,7 @@ func newStreamNet(t *testing.T, names ...string) (*net, View) {
 	}
 	return n, v
 }
+
+// appLS is the tests' lockspace: fixed, so that each resource stays on the
+// master rootOn chose (in other lockspaces it moves to its first user).
+const appLS = cluster.FixedPrefix + "app"
