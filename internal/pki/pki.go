@@ -455,7 +455,7 @@ func verify(pool *x509.CertPool, chain []*x509.Certificate, usage x509.ExtKeyUsa
 // ClientConfig is the TLS 1.3 client side with the member certificate. The
 // server's certificate is checked against the CAs trusted at the moment of
 // the handshake.
-func (id *Identity) ClientConfig(proto string) *tls.Config {
+func (id *Identity) ClientConfig(protos ...string) *tls.Config {
 	c := &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -474,8 +474,10 @@ func (id *Identity) ClientConfig(proto string) *tls.Config {
 			return verify(id.Roots(), cs.PeerCertificates, x509.ExtKeyUsageServerAuth, "localhost")
 		},
 	}
-	if proto != "" {
-		c.NextProtos = []string{proto}
+	for _, p := range protos {
+		if p != "" {
+			c.NextProtos = append(c.NextProtos, p)
+		}
 	}
 	return c
 }

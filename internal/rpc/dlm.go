@@ -41,16 +41,8 @@ func WriteFrame(w *bufio.Writer, v any) error {
 
 // ReadFrame reads one frame from r into v.
 func ReadFrame(r *bufio.Reader, v any) error {
-	var n [4]byte
-	if _, err := io.ReadFull(r, n[:]); err != nil {
-		return err
-	}
-	size := binary.BigEndian.Uint32(n[:])
-	if size > MaxDLMFrame {
-		return fmt.Errorf("lock manager frame of %d bytes is over the limit of %d", size, MaxDLMFrame)
-	}
-	b := make([]byte, size)
-	if _, err := io.ReadFull(r, b); err != nil {
+	b, err := readFrameBytes(r)
+	if err != nil {
 		return err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
@@ -59,17 +51,63 @@ func ReadFrame(r *bufio.Reader, v any) error {
 	return nil
 }
 
+// readFrameBytes reads one frame's payload.
+func readFrameBytes(r *bufio.Reader) ([]byte, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return nil, err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size > MaxDLMFrame {
+		return nil, fmt.Errorf("lock manager frame of %d bytes is over the limit of %d", size, MaxDLMFrame)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// writeFrameBytes writes one frame with payload b (not flushed).
+func writeFrameBytes(w *bufio.Writer, b []byte) error {
+	if len(b) > MaxDLMFrame {
+		return fmt.Errorf("lock manager frame of %d bytes is over the limit of %d", len(b), MaxDLMFrame)
+	}
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+	w.Write(n[:])
+	_, err := w.Write(b)
+	return err
+}
+
+// readBatch reads one batch frame, binary (ProtoDLM2) or JSON.
+func readBatch(r *bufio.Reader, bin bool, b *server.Batch) error {
+	if !bin {
+		return ReadFrame(r, b)
+	}
+	p, err := readFrameBytes(r)
+	if err != nil {
+		return err
+	}
+	if err := decodeBatch(p, b); err != nil {
+		return fmt.Errorf("lock manager frame does not decode: %w", err)
+	}
+	return nil
+}
+
 // DLMConn is the dialing end of a lock manager connection: a server.Link.
 type DLMConn struct {
-	c *tls.Conn
-	r *bufio.Reader
-	w *bufio.Writer
+	c   *tls.Conn
+	r   *bufio.Reader
+	w   *bufio.Writer
+	bin bool   // ProtoDLM2: binary frames
+	buf []byte // the frame being written, reused
 }
 
 // DialDLM opens a lock manager connection to the member at addr, giving
 // up after timeout.
 func (p *Pool) DialDLM(ctx context.Context, addr string, timeout time.Duration) (*DLMConn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: p.id.ClientConfig(ProtoDLM)}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: p.id.ClientConfig(dialDLMProtos...)}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c, err := d.DialContext(ctx, "tcp", addr)
@@ -77,16 +115,30 @@ func (p *Pool) DialDLM(ctx context.Context, addr string, timeout time.Duration) 
 		return nil, err
 	}
 	tc := c.(*tls.Conn)
-	if tc.ConnectionState().NegotiatedProtocol != ProtoDLM {
+	proto := tc.ConnectionState().NegotiatedProtocol
+	if proto != ProtoDLM && proto != ProtoDLM2 {
 		tc.Close()
 		return nil, fmt.Errorf("the member at %s does not speak %s (an older vigil?)", addr, ProtoDLM)
 	}
-	return &DLMConn{c: tc, r: bufio.NewReaderSize(tc, 64<<10), w: bufio.NewWriterSize(tc, 64<<10)}, nil
+	return &DLMConn{c: tc, r: bufio.NewReaderSize(tc, 64<<10), w: bufio.NewWriterSize(tc, 64<<10), bin: proto == ProtoDLM2}, nil
 }
 
 // Send writes a batch.
 func (l *DLMConn) Send(b *server.Batch) error {
-	if err := WriteFrame(l.w, b); err != nil {
+	if !l.bin {
+		if err := WriteFrame(l.w, b); err != nil {
+			return err
+		}
+		return l.w.Flush()
+	}
+	p, err := appendBatch(l.buf[:0], b)
+	if err != nil {
+		return err
+	}
+	if cap(p) <= 1<<20 {
+		l.buf = p
+	}
+	if err := writeFrameBytes(l.w, p); err != nil {
 		return err
 	}
 	return l.w.Flush()
@@ -95,8 +147,18 @@ func (l *DLMConn) Send(b *server.Batch) error {
 // Recv reads the next ack.
 func (l *DLMConn) Recv() (server.Ack, error) {
 	var a server.Ack
-	err := ReadFrame(l.r, &a)
-	return a, err
+	if !l.bin {
+		err := ReadFrame(l.r, &a)
+		return a, err
+	}
+	p, err := readFrameBytes(l.r)
+	if err != nil {
+		return a, err
+	}
+	if err := decodeAck(p, &a); err != nil {
+		return a, fmt.Errorf("lock manager frame does not decode: %w", err)
+	}
+	return a, nil
 }
 
 // Close closes the connection.
@@ -113,7 +175,9 @@ func ServeDLM(c *tls.Conn, apply func(*server.Batch) server.Ack) error {
 		return fmt.Errorf("lock manager connection without a member certificate")
 	}
 	peer := leaf.Subject.CommonName
+	bin := st.NegotiatedProtocol == ProtoDLM2
 	r, w := bufio.NewReaderSize(c, 64<<10), bufio.NewWriterSize(c, 64<<10)
+	var abuf []byte
 	// Acks are off the lock path (the answers to requests travel as
 	// batches the other way): they are flushed in bursts, every ackBurst
 	// or ackDelay after the first one waiting, which saves a write on
@@ -140,7 +204,7 @@ func ServeDLM(c *tls.Conn, apply func(*server.Batch) server.Ack) error {
 	defer timer.Stop()
 	for {
 		var b server.Batch
-		if err := ReadFrame(r, &b); err != nil {
+		if err := readBatch(r, bin, &b); err != nil {
 			if err == io.EOF {
 				return nil
 			}
@@ -153,7 +217,12 @@ func ServeDLM(c *tls.Conn, apply func(*server.Batch) server.Ack) error {
 		mu.Lock()
 		err := werr
 		if err == nil {
-			err = WriteFrame(w, &ack)
+			if bin {
+				abuf = appendAck(abuf[:0], &ack)
+				err = writeFrameBytes(w, abuf)
+			} else {
+				err = WriteFrame(w, &ack)
+			}
 			waiting++
 		}
 		if err == nil && r.Buffered() == 0 {

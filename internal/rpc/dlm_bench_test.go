@@ -137,3 +137,49 @@ func BenchmarkDLMRemoteLock(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
+
+// A member of a newer release and one of an older one (ProtoDLM only)
+// agree on JSON frames, either way round; two new ones on binary frames.
+func TestDLMProtocolFallback(t *testing.T) {
+	defer func(s, d []string) { serveDLMProtos, dialDLMProtos = s, d }(serveDLMProtos, dialDLMProtos)
+	for _, tc := range []struct {
+		name        string
+		serve, dial []string
+	}{
+		{"new-new", []string{ProtoDLM2, ProtoDLM}, []string{ProtoDLM2, ProtoDLM}},
+		{"old-server", []string{ProtoDLM}, []string{ProtoDLM2, ProtoDLM}},
+		{"old-dialer", []string{ProtoDLM2, ProtoDLM}, []string{ProtoDLM}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			serveDLMProtos, dialDLMProtos = tc.serve, tc.dial
+			p := newDLMPair(t)
+			evs := make(chan cluster.Event, 64)
+			ss, err := p.srvs["m1"].Open(func(ev cluster.Event) { evs <- ev })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ls := cluster.FixedPrefix + "t"
+			var name string
+			for i := 0; name == ""; i++ {
+				if n := fmt.Sprintf("r%d", i); cluster.Master(p.view, ls, n) == "m2" {
+					name = n
+				}
+			}
+			id, err := ss.Enqueue(cluster.Request{Lockspace: ls, Name: name, Mode: dlm.EX})
+			if err != nil {
+				t.Fatal(err)
+			}
+			timeout := time.After(10 * time.Second)
+			for {
+				select {
+				case ev := <-evs:
+					if ev.Lock == id && ev.Kind == cluster.EventGranted {
+						return
+					}
+				case <-timeout:
+					t.Fatal("no grant from the remote master")
+				}
+			}
+		})
+	}
+}

@@ -27,6 +27,16 @@ const (
 	// on a raw TLS stream, one reader and one writer per side, fewer
 	// goroutine hand-offs than a gRPC stream.
 	ProtoDLM = "vigil-dlm"
+	// ProtoDLM2 is ProtoDLM with binary frames (dlmcodec.go); members
+	// prefer it and fall back to ProtoDLM with an older one.
+	ProtoDLM2 = "vigil-dlm/2"
+)
+
+// The lock manager protocols a member accepts and offers, the newest
+// first (variables for the tests of a mixed-version cluster).
+var (
+	serveDLMProtos = []string{ProtoDLM2, ProtoDLM}
+	dialDLMProtos  = []string{ProtoDLM2, ProtoDLM}
 )
 
 // handshakeTimeout bounds a TLS handshake on the cluster port.
@@ -70,7 +80,7 @@ func (m *Mux) Close() error {
 }
 
 func (m *Mux) serve() {
-	cfg := m.id.ServerConfig(ProtoRaft, ProtoGRPC, ProtoDLM)
+	cfg := m.id.ServerConfig(append([]string{ProtoRaft, ProtoGRPC}, serveDLMProtos...)...)
 	for {
 		c, err := m.ln.Accept()
 		if err != nil {
@@ -101,8 +111,8 @@ func (m *Mux) route(c *tls.Conn) {
 	st := c.ConnectionState()
 	var ch chan net.Conn
 	switch st.NegotiatedProtocol {
-	case ProtoRaft, ProtoDLM:
-		what := map[string]string{ProtoRaft: "Raft", ProtoDLM: "lock manager"}[st.NegotiatedProtocol]
+	case ProtoRaft, ProtoDLM, ProtoDLM2:
+		what := map[string]string{ProtoRaft: "Raft", ProtoDLM: "lock manager", ProtoDLM2: "lock manager"}[st.NegotiatedProtocol]
 		leaf := pki.PeerLeaf(st)
 		if leaf == nil {
 			m.log.Warn("refused "+what+" connection without a cluster certificate", "from", c.RemoteAddr())
@@ -115,7 +125,7 @@ func (m *Mux) route(c *tls.Conn) {
 			return
 		}
 		ch = m.raft
-		if st.NegotiatedProtocol == ProtoDLM {
+		if st.NegotiatedProtocol != ProtoRaft {
 			ch = m.dlm
 		}
 	case ProtoGRPC:
