@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -393,19 +394,7 @@ func (n *Node) Sweep(now time.Time) {
 }
 
 func compareRoot(a, b Root) int {
-	if a.Lockspace != b.Lockspace {
-		if a.Lockspace < b.Lockspace {
-			return -1
-		}
-		return 1
-	}
-	switch {
-	case a.Name < b.Name:
-		return -1
-	case a.Name > b.Name:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(a.Lockspace, b.Lockspace), cmp.Compare(a.Name, b.Name))
 }
 
 // dissolve ends every hand-off (a new view): this member's own operations
