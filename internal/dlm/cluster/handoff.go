@@ -146,11 +146,14 @@ func (n *Node) dispatch(now time.Time, origin, sender string, op *Op, fwd bool) 
 		to    string // "" : here
 		roots []Root
 	}
+	type returned struct {
+		r  Root
+		ho *handoff
+	}
 	var (
 		here     []Root
 		parts    []part
-		finished []*handoff
-		finRoots []Root
+		finished []returned // returned roots whose last operation came back
 	)
 	add := func(to string, r Root) {
 		for i := range parts {
@@ -175,7 +178,7 @@ func (n *Node) dispatch(now time.Time, origin, sender string, op *Op, fwd bool) 
 					ho.back--
 				}
 				if ho.back == 0 {
-					finished, finRoots = append(finished, ho), append(finRoots, r)
+					finished = append(finished, returned{r, ho})
 				}
 			case ho.returning:
 				c := *op
@@ -222,8 +225,8 @@ func (n *Node) dispatch(now time.Time, origin, sender string, op *Op, fwd bool) 
 		}
 		n.send(p.to, Message{Kind: MsgForward, Op: &c})
 	}
-	for i, ho := range finished {
-		out = append(out, n.finishReturn(now, finRoots[i], ho)...)
+	for _, f := range finished {
+		out = append(out, n.finishReturn(now, f.r, f.ho)...)
 	}
 	return out
 }

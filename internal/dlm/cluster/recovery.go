@@ -90,12 +90,10 @@ func (n *Node) enter(prev View, had bool) {
 	// Every hand-off ends; requests of other members held for the older
 	// view are dropped: they find them unanswered at the cut and send them
 	// again.
-	if len(n.handed)+len(n.owns) > 0 || n.cfg.Handoff {
-		// A root handed to another member comes back to its hash master
-		// with the view, without a word if it has no lock: every member
-		// raises its token floor above every token of the older views.
-		n.raise = true
-	}
+	// A root handed to another member comes back to its hash master with
+	// the view, without a word if it has no lock: every member raises its
+	// token floor above every token of the older views.
+	n.raise = true
 	n.dissolve()
 	n.held = slices.DeleteFunc(n.held, func(h heldOp) bool { return h.from != "" })
 	// An unanswered request may have been forwarded to the member a root
