@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vigil-cluster/vigil/internal/dlm/socket"
 )
 
 // The targets: uncontended lock+unlock pairs on a resource this
@@ -59,7 +61,15 @@ func BenchmarkLocalPairs(b *testing.B) {
 
 // BenchmarkSocketPairs: one session over the socket, one goroutine: every
 // pair is two round trips.
-func BenchmarkSocketPairs(b *testing.B) { socketPairs(b, Dial) }
+func BenchmarkSocketPairs(b *testing.B) { socketPairs(b, dialRaw) }
+
+// BenchmarkSocketPairsNoSpin: the same with a client that never polls
+// the socket (Spin(0)) and an agent that does not either (dlm_spin 0).
+func BenchmarkSocketPairsNoSpin(b *testing.B) {
+	defer socket.Spin.Store(socket.Spin.Load())
+	socket.Spin.Store(0)
+	socketPairs(b, func(ctx context.Context, path string) (*Client, error) { return Dial(ctx, path, Spin(0)) })
+}
 
 // BenchmarkSocketPairsGRPC: the same over the socket's gRPC protocol.
 func BenchmarkSocketPairsGRPC(b *testing.B) { socketPairs(b, DialGRPC) }

@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vigil-cluster/vigil/internal/dlm"
 	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
@@ -55,6 +56,12 @@ type Client struct {
 	err       error            // guarded by mu: why the session ended or was lost
 	closed    bool             // guarded by mu
 	dropped   uint64           // guarded by mu: blocking notifications Blocking() missed
+	posted    *op              // guarded by mu: the latest posted unlock
+
+	// due counts what the session waits for from the lock manager:
+	// answers, and the completions of requests. The socket's reader
+	// waits for them spinning (socket.SpinReader).
+	due atomic.Int64
 }
 
 // BlockingBuffer is the buffer of the channel Client.Blocking returns.
@@ -103,6 +110,36 @@ func (c *Client) Close() error {
 	c.endLocked(&Error{Op: "close", Kind: ErrClosed, Msg: "the lock client was closed: the lock manager released this lock"}, false)
 	c.mu.Unlock()
 	return err
+}
+
+// Sync returns once the lock manager has taken every release Unlock
+// returned from before it (over the socket, an unlock returns once it is
+// sent): for example before telling another process, by other means,
+// that a resource is free. It returns the session's error if the session
+// ended meanwhile, or ctx's.
+func (c *Client) Sync(ctx context.Context) error {
+	c.mu.Lock()
+	x := c.posted
+	if x == nil || x.w.fin {
+		c.mu.Unlock()
+		return nil
+	}
+	ch := x.w.chanLocked()
+	c.mu.Unlock()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return &Error{Op: "sync", Kind: ErrCanceled, Msg: "gave up waiting for the lock manager to take the releases sent", Err: ctx.Err()}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.posted == x {
+		c.posted = nil
+	}
+	if errors.Is(x.err, ErrLost) || errors.Is(x.err, ErrClosed) {
+		return x.err
+	}
+	return nil
 }
 
 // Err returns why the session ended or lost its locks, or nil while it
@@ -225,6 +262,7 @@ type op struct {
 	w       waiter // guarded by c.mu: answered
 	err     error  // guarded by c.mu: the answer's error
 	refusal error  // guarded by c.mu: a refused event of the operation (Local)
+	posted  bool   // an unlock whose caller was told it is done when it was sent
 }
 
 // waiter is a completion with a channel made only when someone waits.
@@ -261,6 +299,14 @@ func (w *waiter) chanLocked() <-chan struct{} {
 type transport interface {
 	do(o *op)
 	close() error
+	// posts says whether an unlock returns once it is sent (the socket:
+	// the agent runs a session's requests in order), rather than once
+	// the lock manager took it (Local, where taking it costs less than
+	// a send).
+	posts() bool
+	// abort ends the session because of why: the agent releases its
+	// locks, and the client reports why as the session's loss.
+	abort(why string)
 }
 
 // event is a session event, from either transport.
@@ -330,7 +376,13 @@ func (c *Client) answered(o *op, id LockID, err error) {
 			c.finishLocked(o.p, err)
 		}
 	case cluster.OpUnlock:
-		l.unlocking = nil
+		if l.unlocking == o {
+			l.unlocking = nil
+		}
+		if o.posted {
+			c.postedAnswerLocked(o, err)
+			break
+		}
 		if err == nil {
 			var why error
 			if l.pend != nil {
@@ -340,6 +392,21 @@ func (c *Client) answered(o *op, id LockID, err error) {
 		}
 	}
 	o.w.finish()
+}
+
+// postedAnswerLocked follows the answer to a posted unlock, whose lock
+// the client already forgot. A refusal that leaves the lock released
+// (the session or the lock was lost, or the lock was already gone) needs
+// nothing. Any other refusal means the agent may still hold a lock the
+// caller was told is released: the session ends, so that the agent
+// releases it, and reports why.
+func (c *Client) postedAnswerLocked(o *op, err error) {
+	if err == nil || errors.Is(err, ErrLost) || errors.Is(err, ErrClosed) || errors.Is(err, ErrUnknownLock) {
+		return
+	}
+	l := o.lock
+	why := fmt.Sprintf("the lock manager refused the release of lock %v on %q, which Unlock had reported done: %v", l.id, l.name, err)
+	go c.t.abort(why)
 }
 
 func (c *Client) lostLocked() bool {
@@ -466,6 +533,7 @@ func (c *Client) finishLocked(p *Pending, err error) {
 	if p == nil || p.w.fin {
 		return
 	}
+	c.due.Add(-1)
 	p.err = err
 	p.w.finish()
 }
@@ -669,6 +737,7 @@ func (c *Client) LockAsync(resource string, mode Mode, opts ...Option) (*Pending
 		x.id = par.id.cluster()
 	}
 	l.pend = p
+	c.due.Add(1)
 	c.mu.Unlock()
 	c.t.do(x)
 	return p, nil

@@ -35,6 +35,11 @@ func TestLockUnlock(t *testing.T) {
 		if err := l.Unlock(ctx); !errors.Is(err, ErrUnknownLock) {
 			t.Fatalf("second unlock: got %v, want ErrUnknownLock", err)
 		}
+		// Over the socket the release returned once sent: another
+		// session sees it once the lock manager took it.
+		if err := a.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
 		l2, err := b.Lock(ctx, "res", EX, NoQueue())
 		if err != nil {
 			t.Fatal(err)

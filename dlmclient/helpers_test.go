@@ -147,3 +147,6 @@ func result(t *testing.T, p *Pending) (*Lock, error) {
 	}
 	return p.Result()
 }
+
+// dialRaw is Dial with its default options.
+func dialRaw(ctx context.Context, path string) (*Client, error) { return Dial(ctx, path) }

@@ -218,6 +218,7 @@ func (l *Lock) ConvertAsync(mode Mode, opts ...Option) (*Pending, error) {
 	}
 	x.id = l.id.cluster()
 	l.pend = p
+	c.due.Add(1)
 	c.mu.Unlock()
 	c.t.do(x)
 	return p, nil
@@ -236,10 +237,19 @@ func (l *Lock) goneErr(opName string) error {
 }
 
 // Unlock releases the lock (a request still waiting on it is canceled).
-// With WithValue, a PW or EX holder writes the value block. It returns
-// once the lock manager took the release; if ctx ends first, the release
-// still goes on. A lock with sub-locks cannot be released: release them
-// first.
+// With WithValue, a PW or EX holder writes the value block. A lock with
+// sub-locks cannot be released: release them first.
+//
+// Over the socket, the release of a granted lock with no request on its
+// way returns once it is sent, as Linux DLM's unlock does: the agent runs
+// a session's requests in order, so whatever the session asks next comes
+// after the release, and a lock of another client waits for it as it
+// would. Should the lock manager refuse such a release (nothing the client
+// can foresee makes it), the session ends, so that the agent releases the
+// lock, and Client.Err says why. Otherwise (Local; a lock still waiting
+// or converting) it returns once the lock manager took the release; if ctx
+// ends first, the release still goes on. Client.Sync waits until the
+// lock manager took the releases already sent.
 func (l *Lock) Unlock(ctx context.Context, opts ...Option) error {
 	o := collect(opts)
 	c := l.c
@@ -281,6 +291,17 @@ func (l *Lock) Unlock(ctx context.Context, opts ...Option) error {
 	if o.value != nil {
 		v := dlm.Value(*o.value)
 		x.value = &v
+	}
+	if l.pend == nil && c.t.posts() {
+		// Nothing can make the lock manager refuse this release that
+		// the client does not know of: it is done once sent, and the
+		// session's later requests run after it.
+		c.dropLocked(l, nil)
+		x.posted = true
+		c.posted = x
+		c.mu.Unlock()
+		c.t.do(x)
+		return nil
 	}
 	l.unlocking = x
 	c.mu.Unlock()

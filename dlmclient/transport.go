@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -51,6 +52,10 @@ func (t *localTransport) do(o *op) {
 }
 
 func (t *localTransport) close() error { return t.ss.Close() }
+func (t *localTransport) posts() bool  { return false }
+
+// abort is not called: a Local unlock is not posted.
+func (t *localTransport) abort(string) {}
 
 // socketTransport speaks to the agent over its Unix socket: one raw
 // connection or one gRPC stream (a sessionConn). Callers' requests are sent
@@ -71,6 +76,7 @@ type socketTransport struct {
 	sending bool             // guarded by mu: a caller is sending the queue
 	err     error            // guarded by mu: the stream ended
 	closing bool             // guarded by mu: Close was called
+	aborted string           // guarded by mu: why the client ended the session (abort)
 }
 
 // A sessionConn carries one session's frames to the agent.
@@ -85,10 +91,26 @@ type sessionConn interface {
 	close() error
 }
 
+// A DialOption sets how Dial's session works.
+type DialOption struct{ spin *time.Duration }
+
+// Spin sets how long the session's reader polls the socket while the
+// session waits for the lock manager (an answer, or a request's
+// completion), before it waits in the runtime's network poller; it then
+// polls for at most socket.DefaultSpin after each message. Polling costs
+// the CPU it spins for and saves the wake-ups that, on a small virtual
+// machine, cost more than a lock (docs/DLM.md, "Spinning"). The default is
+// socket.SpinDue (500µs, long enough for a lock mastered across a LAN); 0
+// never polls; more than MaxSpin is MaxSpin.
+func Spin(d time.Duration) DialOption { return DialOption{spin: &d} }
+
+// MaxSpin bounds Spin.
+const MaxSpin = 10 * time.Millisecond
+
 // Dial opens a session on the lock manager of the agent whose socket is at
 // path (DATA/dlm.sock), with the socket's raw protocol. ctx bounds the
 // connection, not the session.
-func Dial(ctx context.Context, path string) (*Client, error) {
+func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error) {
 	if err := checkSocket(path); err != nil {
 		return nil, err
 	}
@@ -112,7 +134,13 @@ func Dial(ctx context.Context, path string) (*Client, error) {
 		}
 		return nil, dialError(ctx, path, nil, err)
 	}
-	rc := &rawConn{c: nc, fr: socket.NewFrameReader(nc)}
+	rc := &rawConn{c: nc, spinDue: socket.SpinDue}
+	for _, o := range opts {
+		if o.spin != nil {
+			rc.spinDue = min(max(*o.spin, 0), MaxSpin)
+		}
+	}
+	rc.fr = socket.NewFrameReader(socket.NewSpinReader(nc, &clientSpinner, rc.spinBudget))
 	if _, err := io.WriteString(nc, socket.Magic); err != nil {
 		return fail(err)
 	}
@@ -227,6 +255,9 @@ func open(path string, conn sessionConn, first *socket.ServerFrame, fail func(er
 	}
 	c := newClient()
 	t := &socketTransport{c: c, path: path, conn: conn, done: make(chan struct{}), calls: map[uint64]*op{}}
+	if rc, ok := conn.(*rawConn); ok {
+		rc.client.Store(c)
+	}
 	c.t, c.owner = t, first.Messages[0].Session
 	for i := range first.Messages[1:] {
 		t.handle(&first.Messages[1+i])
@@ -237,9 +268,29 @@ func open(path string, conn sessionConn, first *socket.ServerFrame, fail func(er
 
 // rawConn is a session on the socket's raw protocol.
 type rawConn struct {
-	c   net.Conn
-	fr  *socket.FrameReader
-	buf []byte // guarded by socketTransport.sendMu
+	client  atomic.Pointer[Client] // once the session opened
+	spinDue time.Duration
+	c       net.Conn
+	fr      *socket.FrameReader
+	buf     []byte // guarded by socketTransport.sendMu
+}
+
+// clientSpinner is the spinner token of the process's sessions.
+var clientSpinner atomic.Bool
+
+// spinBudget is how long the reader of r spins (socket.SpinReader): for
+// spinDue while the client waits for the lock manager, else for at most
+// socket.DefaultSpin (its caller may send the next request at once); not
+// before the session opened.
+func (r *rawConn) spinBudget() time.Duration {
+	c := r.client.Load()
+	switch {
+	case c == nil:
+		return 0
+	case c.due.Load() > 0:
+		return r.spinDue
+	}
+	return min(r.spinDue, socket.DefaultSpin)
 }
 
 func (r *rawConn) send(reqs []socket.Request) error {
@@ -314,6 +365,7 @@ func (t *socketTransport) do(o *op) {
 	t.nextTag++
 	r.Tag = t.nextTag
 	t.calls[r.Tag] = o
+	t.c.due.Add(1)
 	t.queue = append(t.queue, r)
 	if t.sending {
 		t.mu.Unlock()
@@ -367,6 +419,9 @@ func (t *socketTransport) handle(m *socket.Message) {
 		t.mu.Lock()
 		o := t.calls[m.Tag]
 		delete(t.calls, m.Tag)
+		if o != nil {
+			t.c.due.Add(-1)
+		}
 		t.mu.Unlock()
 		if o == nil {
 			return // an answer to nothing: ignore it
@@ -474,6 +529,8 @@ func (t *socketTransport) fail(err error) {
 	closing := t.closing
 	var e *Error
 	switch {
+	case t.aborted != "":
+		e = &Error{Op: "session", Kind: ErrLost, Err: err, Msg: t.aborted + ": the client ended the session, and the lock manager released its locks: open a new session"}
 	case closing:
 		e = &Error{Op: "session", Kind: ErrClosed, Msg: "the lock client was closed: the lock manager released this session's locks"}
 	case errors.Is(err, io.EOF):
@@ -503,6 +560,7 @@ func (t *socketTransport) fail(err error) {
 	t.err = e
 	calls := t.calls
 	t.calls = map[uint64]*op{}
+	t.c.due.Add(-int64(len(calls)))
 	t.mu.Unlock()
 	t.c.mu.Lock()
 	t.c.endLocked(e, !closing)
@@ -510,6 +568,21 @@ func (t *socketTransport) fail(err error) {
 	for _, o := range calls {
 		t.c.answered(o, LockID{}, e)
 	}
+}
+
+func (t *socketTransport) posts() bool { return true }
+
+// abort ends the connection: the agent ends the session and releases its
+// locks; the reader then fails the session with why.
+func (t *socketTransport) abort(why string) {
+	t.mu.Lock()
+	if t.aborted != "" || t.closing {
+		t.mu.Unlock()
+		return
+	}
+	t.aborted = why
+	t.mu.Unlock()
+	t.conn.close()
 }
 
 func (t *socketTransport) close() error {

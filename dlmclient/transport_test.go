@@ -3,6 +3,7 @@ package dlmclient
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,7 +18,7 @@ import (
 )
 
 func TestDialErrors(t *testing.T) {
-	t.Run("raw", func(t *testing.T) { testDialErrors(t, Dial) })
+	t.Run("raw", func(t *testing.T) { testDialErrors(t, dialRaw) })
 	t.Run("grpc", func(t *testing.T) { testDialErrors(t, DialGRPC) })
 }
 
@@ -78,7 +79,7 @@ func testDialErrors(t *testing.T, Dial func(context.Context, string) (*Client, e
 // When the agent goes away, the session's locks are lost and the agent
 // released them.
 func TestConnectionLost(t *testing.T) {
-	for _, dial := range []func(context.Context, string) (*Client, error){Dial, DialGRPC} {
+	for _, dial := range []func(context.Context, string) (*Client, error){dialRaw, DialGRPC} {
 		testConnectionLost(t, dial)
 	}
 }
@@ -161,6 +162,9 @@ func testConcurrentSocketSession(t *testing.T, kind string) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
+		t.Fatal(err)
+	}
+	if err := c.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(r.held()); n != 0 {
@@ -285,5 +289,170 @@ func TestRemoteMaster(t *testing.T) {
 				return len(srvs["m1"].Locks().Held) == 0 && len(srvs["m2"].Locks().Held) == 0
 			})
 		})
+	}
+}
+
+// Over the socket, Unlock returns once the release is sent: the session's
+// next request comes after it, and Sync waits until the lock manager took
+// it.
+func TestPostedUnlock(t *testing.T) {
+	for _, kind := range []string{"socket", "grpc"} {
+		t.Run(kind, func(t *testing.T) {
+			r := newRig(t, kind)
+			a, b := r.client(), r.client()
+			ctx := ctxT(t)
+			for i := range 200 {
+				l, err := a.Lock(ctx, "res", EX, NoQueue())
+				if err != nil {
+					t.Fatalf("lock %d right after the session's unlock: %v", i, err)
+				}
+				if err := l.Unlock(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if len(a.Locks()) != 0 {
+					t.Fatalf("the session still lists %d locks after Unlock", len(a.Locks()))
+				}
+			}
+			if err := a.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(r.held()); n != 0 {
+				t.Fatalf("%d locks held after Sync", n)
+			}
+			// Another session sees the release once Sync returned.
+			l, err := a.Lock(ctx, "res", PW, NoQueue())
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Unlock(ctx)
+			if err := a.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Lock(ctx, "res", EX, NoQueue()); err != nil {
+				t.Fatalf("another session's lock after Sync: %v", err)
+			}
+			if err := a.Sync(ctx); err != nil {
+				t.Fatalf("Sync with nothing sent: %v", err)
+			}
+		})
+	}
+}
+
+// fakeAgent serves one raw session on a socket: it grants every lock and
+// answers every other request with refusal (a lock manager that refuses a
+// release the client could not foresee).
+func fakeAgent(t *testing.T, refusal socket.Message) (path string, ended <-chan error) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "dlm.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		magic := make([]byte, len(socket.Magic))
+		if _, err := io.ReadFull(c, magic); err != nil {
+			done <- err
+			return
+		}
+		send := func(msgs ...socket.Message) error {
+			_, err := c.Write(socket.AppendRawMessages(nil, msgs))
+			return err
+		}
+		if err := send(socket.Message{Event: socket.EventOpen, Session: "m1/1"}); err != nil {
+			done <- err
+			return
+		}
+		fr := socket.NewFrameReader(c)
+		n := uint64(0)
+		for {
+			b, err := fr.Next()
+			if err != nil {
+				done <- err
+				return
+			}
+			f, err := socket.DecodeFrame(b)
+			if err != nil {
+				done <- err
+				return
+			}
+			for _, r := range f.Requests {
+				if r.Op != socket.OpEnqueue {
+					m := refusal
+					m.Tag = r.Tag
+					send(m)
+					continue
+				}
+				n++
+				id := cluster.LockID{Member: "m1", N: n}
+				send(socket.Message{Tag: r.Tag, Lock: id}, socket.Message{Event: socket.EventGranted, Lock: id, Mode: "EX", Token: n})
+			}
+		}
+	}()
+	return path, done
+}
+
+func TestPostedUnlockRefused(t *testing.T) {
+	path, ended := fakeAgent(t, socket.Message{Err: socket.KindBusy, Msg: "the lock manager is busy"})
+	ctx := ctxT(t)
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	l, err := c.Lock(ctx, "res", EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatalf("posted unlock: %v", err)
+	}
+	select {
+	case <-c.Lost():
+	case <-ctx.Done():
+		t.Fatal("the session did not end after the lock manager refused a posted release")
+	}
+	err = c.Err()
+	if !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), "refused the release") || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("session error: %v", err)
+	}
+	if err := <-ended; !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("the agent's side of the connection: %v", err)
+	}
+	if _, err := c.Lock(ctx, "res", EX); !errors.Is(err, ErrLost) {
+		t.Fatalf("lock after the session ended: %v", err)
+	}
+}
+
+// A refusal that leaves the lock released needs nothing.
+func TestPostedUnlockAlreadyGone(t *testing.T) {
+	path, _ := fakeAgent(t, socket.Message{Err: socket.KindUnknownLock, Msg: "lock m1/1 is not a lock of this member's clients"})
+	ctx := ctxT(t)
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range 3 {
+		l, err := c.Lock(ctx, "res", EX)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("session ended: %v", err)
 	}
 }

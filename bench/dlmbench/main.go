@@ -37,6 +37,7 @@ type result struct {
 	Seconds     float64 `json:"seconds"`
 	PairsPerSec float64 `json:"pairs_per_sec"`
 	P50us       float64 `json:"p50_us"`
+	P90us       float64 `json:"p90_us,omitempty"`
 	P99us       float64 `json:"p99_us"`
 	Members     int     `json:"members"`
 	Sessions    string  `json:"sessions"`
@@ -207,7 +208,7 @@ func run(bin string, workers, members int, contended, local bool, duration, warm
 		return float64(lat[int(float64(len(lat)-1)*p)]) / float64(time.Microsecond)
 	}
 	r := result{System: "vigil", Workers: workers, Contended: contended, Pairs: len(lat), Seconds: duration.Seconds(),
-		PairsPerSec: float64(len(lat)) / duration.Seconds(), P50us: pct(0.5), P99us: pct(0.99), Members: members,
+		PairsPerSec: float64(len(lat)) / duration.Seconds(), P50us: pct(0.5), P90us: pct(0.9), P99us: pct(0.99), Members: members,
 		Sessions: "one per worker on " + lc.Members[0].Name + "'s socket; resources whose hash masters are spread over the members, in lockspace " + benchLS}
 	if local {
 		r.Sessions = "one per worker on " + lc.Members[0].Name + "'s socket; resources whose hash master is " + lc.Members[0].Name + ", in lockspace " + benchLS

@@ -41,6 +41,8 @@ func (a *Agent) startDLM() error {
 		ln.Close()
 		return fmt.Errorf("lock manager socket %s: %w", sock, err)
 	}
+	spin, _ := a.cfg.DLMSpinD() // checked with the configuration
+	socket.Spin.Store(int64(spin))
 	a.dlmGRPC = socket.Serve(ln, s, a.log)
 	return nil
 }

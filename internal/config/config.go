@@ -63,6 +63,10 @@ type Member struct {
 	// (whole seconds, such as 2s).
 	Watchdog        string `yaml:"watchdog,omitempty"`
 	WatchdogTimeout string `yaml:"watchdog_timeout,omitempty"`
+	// DLMSpin is how long the lock manager polls a client's socket for
+	// its next request after one, before it waits in the network poller
+	// (docs/DLM.md, "Spinning"): from 0 (never) to 1ms, default 50us.
+	DLMSpin string `yaml:"dlm_spin,omitempty"`
 }
 
 // Default returns a Member with every optional field at its default.
@@ -174,7 +178,25 @@ func (m *Member) Validate() error {
 			return err
 		}
 	}
+	if _, err := m.DLMSpinD(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// DefaultDLMSpin is DLMSpin's default.
+const DefaultDLMSpin = 50 * time.Microsecond
+
+// DLMSpinD is the lock manager's spin (default DefaultDLMSpin).
+func (m *Member) DLMSpinD() (time.Duration, error) {
+	if m.DLMSpin == "" {
+		return DefaultDLMSpin, nil
+	}
+	d, err := time.ParseDuration(m.DLMSpin)
+	if err != nil || d < 0 || d > time.Millisecond {
+		return 0, fmt.Errorf("dlm_spin %q is not valid: give a duration from 0 (never spin) to 1ms, such as 50us", m.DLMSpin)
+	}
+	return d, nil
 }
 
 // WatchdogTimeoutD is the watchdog timeout (default 2s).

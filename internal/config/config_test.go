@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // valid returns a member that passes Validate; each case below breaks one
@@ -79,6 +80,9 @@ func TestValidateNamesFieldAndRange(t *testing.T) {
 		{"attribute value", func(m *Member) { m.Attributes = map[string]string{"rack": strings.Repeat("x", 257)} }, []string{"attribute rack", "257 bytes", "at most 256"}},
 		{"too many attributes", func(m *Member) { m.Attributes = many }, []string{"attributes", "65 given", "at most 64"}},
 		{"log level", func(m *Member) { m.LogLevel = "loud" }, []string{"log level", `"loud"`, "debug, info, warn or error"}},
+		{"dlm spin unit", func(m *Member) { m.DLMSpin = "50" }, []string{"dlm_spin", `"50"`, "0 (never spin) to 1ms"}},
+		{"dlm spin long", func(m *Member) { m.DLMSpin = "2ms" }, []string{"dlm_spin", `"2ms"`, "to 1ms"}},
+		{"dlm spin negative", func(m *Member) { m.DLMSpin = "-1us" }, []string{"dlm_spin", "from 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := valid()
@@ -94,6 +98,19 @@ func TestValidateNamesFieldAndRange(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestDLMSpin(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": DefaultDLMSpin, "0": 0, "0s": 0, "20us": 20 * time.Microsecond, "1ms": time.Millisecond} {
+		m := valid()
+		m.DLMSpin = in
+		if err := m.Validate(); err != nil {
+			t.Fatalf("dlm_spin %q: %v", in, err)
+		}
+		if d, _ := m.DLMSpinD(); d != want {
+			t.Errorf("dlm_spin %q: %v, want %v", in, d, want)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/status"
@@ -145,7 +146,7 @@ func (l *listener) Close() error {
 
 // raw serves a session of the raw protocol on c, whose magic was read.
 func (s *service) raw(c net.Conn) {
-	w := &rawWire{c: c, fr: NewFrameReader(c), clean: true}
+	w := &rawWire{c: c, fr: NewFrameReader(spinReader(c)), clean: true}
 	st := newStream(w, s.log)
 	if err := st.open(s.srv); err != nil {
 		s.log.Info("dlm session refused", "err", err)
@@ -249,4 +250,17 @@ func (w *rawWire) end(err error) {
 	}
 	w.c.SetWriteDeadline(time.Now().Add(endWait))
 	w.c.Write(AppendEndFrame(nil, reason))
+}
+
+// agentSpinner is the spinner token of the agent's session readers.
+var agentSpinner atomic.Bool
+
+// spinReader returns the reader of a session's connection c: spinning for
+// Spin after each request.
+func spinReader(c net.Conn) io.Reader {
+	pc, ok := c.(*prefixConn)
+	if !ok || len(pc.pre) > 0 {
+		return c // bytes already read come first (rare: a client that wrote at once)
+	}
+	return NewSpinReader(pc.Conn, &agentSpinner, func() time.Duration { return time.Duration(Spin.Load()) })
 }

@@ -1,0 +1,115 @@
+package socket
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// unixPair returns the two ends of a Unix socket connection.
+func unixPair(t *testing.T) (a, b net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		got <- c
+	}()
+	a, err = net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = <-got
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestSpinReader(t *testing.T) {
+	for _, budget := range []time.Duration{0, 50 * time.Microsecond, time.Second} {
+		t.Run(budget.String(), func(t *testing.T) {
+			a, b := unixPair(t)
+			var token atomic.Bool
+			r := NewSpinReader(b, &token, func() time.Duration { return budget })
+			buf := make([]byte, 16)
+			// Data already there, data that comes while it spins or
+			// waits, then the end of the connection.
+			for _, delay := range []time.Duration{0, 200 * time.Microsecond, 20 * time.Millisecond} {
+				go func() {
+					time.Sleep(delay)
+					a.Write([]byte("ping"))
+				}()
+				n, err := r.Read(buf)
+				if err != nil || string(buf[:n]) != "ping" {
+					t.Fatalf("after %v: read %q, %v", delay, buf[:n], err)
+				}
+				if token.Load() {
+					t.Fatal("the spinner token is still held after a read")
+				}
+			}
+			a.Close()
+			if n, err := r.Read(buf); n != 0 || !errors.Is(err, io.EOF) {
+				t.Fatalf("at the end: %d, %v, want io.EOF", n, err)
+			}
+		})
+	}
+}
+
+// A reader that does not get the token reads as the connection does; a
+// deadline ends a wait; closing the connection ends a read with
+// net.ErrClosed (once the spin is over).
+func TestSpinReaderTokenDeadlineClose(t *testing.T) {
+	_, b := unixPair(t)
+	var token atomic.Bool
+	token.Store(true) // another reader spins
+	r := NewSpinReader(b, &token, func() time.Duration { return 50 * time.Millisecond })
+	b.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	start := time.Now()
+	if _, err := r.Read(make([]byte, 4)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v", err)
+	}
+	if time.Since(start) > 40*time.Millisecond {
+		t.Fatalf("the read without the token took %v: it must not spin", time.Since(start))
+	}
+	token.Store(false)
+	b.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 4))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	b.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read of a closed connection: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("closing the connection did not end the read")
+	}
+	if token.Load() {
+		t.Fatal("the token is still held")
+	}
+}
+
+// NewSpinReader of something that is not a socket is the connection.
+func TestSpinReaderNotSocket(t *testing.T) {
+	a, _ := net.Pipe()
+	defer a.Close()
+	var token atomic.Bool
+	if r := NewSpinReader(a, &token, func() time.Duration { return time.Second }); r != io.Reader(a) {
+		t.Fatalf("NewSpinReader(pipe) = %T, want the pipe", r)
+	}
+}
