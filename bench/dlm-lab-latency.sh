@@ -21,7 +21,7 @@ $lab up --members 3 --no-service --vigil "$root/bin/vigil" >&2
 sleep 3 # every member in the lock manager's view
 addr=$($lab status | awk '$1 == "m3" && !seen { print $3; seen = 1 }')
 rtt=$($lab exec m2 -- ping -c 1000 -i 0.002 -q "$addr" | awk -F/ '/^rtt/ { print $5 }')
-out=$($lab exec m2 -- "$root/bin/dlmbench" --socket "$dir/m2/data/dlm.sock" --view m1,m2,m3 --self m2 --n "$n")
+out=$($lab exec m2 -- "$root/bin/dlmbench" --socket "$dir/m2/data/dlm.sock" --view m1,m2,m3 --self m2 --n "$n" ${DLMBENCH_ARGS:-})
 echo "$out"
 probe=$($lab exec m2 -- "$root/bin/vigil" --data-dir "$dir/m2/data" locks probe --n "$n" --json)
 echo "$probe" | python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin)))'

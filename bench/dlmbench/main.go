@@ -26,8 +26,12 @@ import (
 	"github.com/vigil-cluster/vigil/dlmclient"
 	"github.com/vigil-cluster/vigil/internal/agent"
 	"github.com/vigil-cluster/vigil/internal/dlm/cluster"
+	"github.com/vigil-cluster/vigil/internal/dlm/socket"
 	"github.com/vigil-cluster/vigil/internal/localcluster"
 )
+
+// spin is --spin: the clients' dlmclient.Spin.
+var spin time.Duration
 
 type result struct {
 	System      string  `json:"system"`
@@ -57,6 +61,7 @@ func main() {
 	count := flag.Int("n", 2000, "with --socket: locks per kind of master")
 	inAgent := flag.Bool("in-agent", false, "time sessions in m1's agent process (vigil locks probe: the Go package, no socket) instead of clients on its socket; --n locks per worker and master")
 	hold := flag.Int("hold", 0, "instead of the throughput run: take this many EX locks on distinct resources through m1's socket, hold them, and report each agent's resident memory")
+	flag.DurationVar(&spin, "spin", socket.SpinDue, "how long each session's reader polls the socket while it waits (dlmclient.Spin; 0: never)")
 	fixed := flag.Bool("fixed", false, "use lockspace \"fixed.bench\" (in-agent: \"fixed.vigil-probe\"), whose resources stay on their hash masters, instead of a lockspace whose resources move to the member that uses them")
 	flag.Parse()
 	if *fixed {
@@ -116,7 +121,7 @@ func run(bin string, workers, members int, contended, local bool, duration, warm
 	sock := filepath.Join(lc.Members[0].Dir, agent.DLMSocketFile)
 	var clients []*dlmclient.Client
 	for range workers {
-		c, err := dlmclient.Dial(ctx, sock)
+		c, err := dlmclient.Dial(ctx, sock, dlmclient.Spin(spin))
 		if err != nil {
 			return err
 		}
@@ -239,7 +244,7 @@ func holdMany(bin string, workers, members, n int) error {
 	errs := make(chan error, workers)
 	var clients []*dlmclient.Client
 	for w := range workers {
-		c, err := dlmclient.Dial(ctx, sock)
+		c, err := dlmclient.Dial(ctx, sock, dlmclient.Spin(spin))
 		if err != nil {
 			return err
 		}
@@ -325,7 +330,7 @@ func latency(sock string, view []string, self string, n int) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := dlmclient.Dial(ctx, sock)
+	c, err := dlmclient.Dial(ctx, sock, dlmclient.Spin(spin))
 	if err != nil {
 		return err
 	}

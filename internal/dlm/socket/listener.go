@@ -146,8 +146,14 @@ func (l *listener) Close() error {
 
 // raw serves a session of the raw protocol on c, whose magic was read.
 func (s *service) raw(c net.Conn) {
-	w := &rawWire{c: c, fr: NewFrameReader(spinReader(c)), clean: true}
+	w := &rawWire{c: c, clean: true}
 	st := newStream(w, s.log)
+	r := spinReader(c, st.spinBudget)
+	w.fr = NewFrameReader(r)
+	stopRead := func() { c.SetReadDeadline(longAgo) }
+	if sr, ok := r.(*SpinReader); ok {
+		st.kick, stopRead = sr.Kick, sr.Stop
+	}
 	if err := st.open(s.srv); err != nil {
 		s.log.Info("dlm session refused", "err", err)
 		w.end(err)
@@ -155,7 +161,7 @@ func (s *service) raw(c net.Conn) {
 	}
 	end, quiet := st.serve(func() {
 		// Unblock the reader now and the writer soon.
-		c.SetReadDeadline(time.Unix(1, 0))
+		stopRead()
 		c.SetWriteDeadline(time.Now().Add(endWait))
 	})
 	switch {
@@ -255,12 +261,12 @@ func (w *rawWire) end(err error) {
 // agentSpinner is the spinner token of the agent's session readers.
 var agentSpinner atomic.Bool
 
-// spinReader returns the reader of a session's connection c: spinning for
-// Spin after each request.
-func spinReader(c net.Conn) io.Reader {
+// spinReader returns the reader of a session's connection c: spinning
+// for budget() after each request.
+func spinReader(c net.Conn, budget func() time.Duration) io.Reader {
 	pc, ok := c.(*prefixConn)
 	if !ok || len(pc.pre) > 0 {
 		return c // bytes already read come first (rare: a client that wrote at once)
 	}
-	return NewSpinReader(pc.Conn, &agentSpinner, func() time.Duration { return time.Duration(Spin.Load()) })
+	return NewSpinReader(pc.Conn, &agentSpinner, budget)
 }

@@ -62,6 +62,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -177,6 +178,9 @@ type stream struct {
 	carry   bool      // guarded by mu: the reader's send was cut short: the writer owns the sending side and must finish it
 	stopped bool      // guarded by mu: the writer must stop
 	failed  error     // guarded by mu: the session must end
+
+	waiting atomic.Bool // the last request answered waits for its completion
+	kick    func()      // wakes the reader to spin for the next request (raw wires; may be nil)
 }
 
 func newStream(w wire, log *slog.Logger) *stream {
@@ -384,6 +388,10 @@ func (st *stream) answer(ans Message, op string) {
 		st.later = st.later[:0]
 		return
 	}
+	// A request that waits for its completion (a remote master, a
+	// queue) leaves its client waiting: the reader need not spin for the
+	// next request.
+	st.waiting.Store(ans.Err == "" && (op == OpEnqueue || op == OpConvert) && !completes(st.later, ans.Lock))
 	if ans.Err == "" && op != "" {
 		for i, m := range st.later {
 			if m.Event == EventRefused && m.Lock == ans.Lock && m.Op == op {
@@ -407,6 +415,40 @@ func (st *stream) answer(ans Message, op string) {
 	if was == 0 && !st.writing {
 		st.signal()
 	}
+}
+
+// completes says whether msgs hold the completion of lock id's request.
+func completes(msgs []Message, id cluster.LockID) bool {
+	for _, m := range msgs {
+		if m.Lock != id {
+			continue
+		}
+		switch m.Event {
+		case EventGranted, EventNotQueued, EventCanceled, EventDeadlock, EventRefused:
+			return true
+		}
+	}
+	return false
+}
+
+// completesAny says whether msgs hold a request's completion.
+func completesAny(msgs []Message) bool {
+	for _, m := range msgs {
+		switch m.Event {
+		case EventGranted, EventNotQueued, EventCanceled, EventDeadlock, EventRefused:
+			return true
+		}
+	}
+	return false
+}
+
+// spinBudget is how long the reader spins for the next request: Spin,
+// unless the last request waits for its completion.
+func (st *stream) spinBudget() time.Duration {
+	if st.waiting.Load() {
+		return 0
+	}
+	return time.Duration(Spin.Load())
 }
 
 // write is the writer goroutine: it sends what nobody else sends, in
@@ -461,6 +503,12 @@ func (st *stream) drain(soon, carry bool) error {
 		left, err := st.w.send(batch, soon)
 		if err != nil {
 			return err
+		}
+		if !soon && st.kick != nil && st.waiting.Load() && completesAny(batch) {
+			// The client's wait is over: its next request comes soon,
+			// and the reader, which parked, spins for it again.
+			st.waiting.Store(false)
+			st.kick()
 		}
 		spare = nil
 		if whole && cap(batch) <= 4*MaxMessages {

@@ -1,10 +1,12 @@
 package socket
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -48,6 +50,12 @@ type SpinReader struct {
 	budget func() time.Duration
 	poll   func(fd uintptr) bool // s.pollFD, made once
 
+	// Kicks (Kick, Stop): a read deadline in the past wakes a read that
+	// waits in the network poller.
+	dmu     sync.Mutex
+	kicked  bool // guarded by dmu: the deadline is a kick's, not the owner's
+	stopped bool // guarded by dmu
+
 	// The read in progress.
 	b     []byte
 	n     int
@@ -73,7 +81,52 @@ func NewSpinReader(c net.Conn, token *atomic.Bool, budget func() time.Duration) 
 	return s
 }
 
+// Kick wakes a read that waits in the network poller, which then spins
+// again for its budget: for a reader whose peer is about to send (the
+// agent has just sent the completion the client waited for). The
+// connection's read deadline is the reader's: the owner sets it only
+// through Stop.
+func (s *SpinReader) Kick() {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if !s.stopped {
+		s.kicked = true
+		s.c.SetReadDeadline(longAgo)
+	}
+}
+
+// Stop ends the read in progress and every later one with
+// os.ErrDeadlineExceeded.
+func (s *SpinReader) Stop() {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.stopped = true
+	s.c.SetReadDeadline(longAgo)
+}
+
+// longAgo is a deadline that has passed.
+var longAgo = time.Unix(1, 0)
+
 func (s *SpinReader) Read(b []byte) (int, error) {
+	for {
+		n, err := s.read(b)
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		s.dmu.Lock()
+		kicked := s.kicked && !s.stopped
+		if kicked {
+			s.kicked = false
+			s.c.SetReadDeadline(time.Time{})
+		}
+		s.dmu.Unlock()
+		if !kicked {
+			return n, err
+		}
+	}
+}
+
+func (s *SpinReader) read(b []byte) (int, error) {
 	if len(b) == 0 || s.budget() <= 0 || !s.token.CompareAndSwap(false, true) {
 		return s.c.Read(b)
 	}

@@ -113,3 +113,56 @@ func TestSpinReaderNotSocket(t *testing.T) {
 		t.Fatalf("NewSpinReader(pipe) = %T, want the pipe", r)
 	}
 }
+
+// Kick wakes a read that waits, which goes on waiting (spinning first)
+// rather than failing; Stop ends it, and a kick after Stop does not undo
+// that.
+func TestSpinReaderKickStop(t *testing.T) {
+	for _, budget := range []time.Duration{0, 50 * time.Microsecond} {
+		t.Run(budget.String(), func(t *testing.T) {
+			a, b := unixPair(t)
+			var token atomic.Bool
+			r := NewSpinReader(b, &token, func() time.Duration { return budget }).(*SpinReader)
+			got := make(chan error, 1)
+			buf := make([]byte, 8)
+			go func() {
+				n, err := r.Read(buf)
+				if err == nil && string(buf[:n]) != "next" {
+					err = errors.New("read " + string(buf[:n]))
+				}
+				got <- err
+			}()
+			for range 5 {
+				time.Sleep(2 * time.Millisecond)
+				r.Kick()
+			}
+			select {
+			case err := <-got:
+				t.Fatalf("a kicked read returned: %v", err)
+			case <-time.After(10 * time.Millisecond):
+			}
+			a.Write([]byte("next"))
+			if err := <-got; err != nil {
+				t.Fatal(err)
+			}
+			r.Kick() // a kick with no read waiting: the next read is not hurt
+			a.Write([]byte("next"))
+			if n, err := r.Read(buf); err != nil || string(buf[:n]) != "next" {
+				t.Fatalf("read after a kick: %q, %v", buf[:n], err)
+			}
+			go func() {
+				_, err := r.Read(buf)
+				got <- err
+			}()
+			time.Sleep(5 * time.Millisecond)
+			r.Stop()
+			r.Kick()
+			if err := <-got; !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read after Stop: %v", err)
+			}
+			if _, err := r.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("a later read after Stop and a kick: %v", err)
+			}
+		})
+	}
+}
