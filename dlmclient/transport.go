@@ -140,7 +140,7 @@ func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error)
 			rc.spinDue = min(max(*o.spin, 0), MaxSpin)
 		}
 	}
-	rc.fr = socket.NewFrameReader(socket.NewSpinReader(nc, &clientSpinner, rc.spinBudget))
+	rc.fr = socket.NewFrameReader(socket.NewSpinReader(nc, &clientSpinners, rc.spinBudget))
 	if _, err := io.WriteString(nc, socket.Magic); err != nil {
 		return fail(err)
 	}
@@ -275,8 +275,8 @@ type rawConn struct {
 	buf     []byte // guarded by socketTransport.sendMu
 }
 
-// clientSpinner is the spinner token of the process's sessions.
-var clientSpinner atomic.Bool
+// clientSpinners is the spin group of the process's sessions.
+var clientSpinners socket.SpinGroup
 
 // spinBudget is how long the reader of r spins (socket.SpinReader): for
 // spinDue while the client waits for the lock manager, else for at most
@@ -402,8 +402,8 @@ var socketOps = map[cluster.OpKind]string{
 // read handles the server's messages until the stream ends.
 func (t *socketTransport) read() {
 	defer close(t.done)
+	var f socket.ServerFrame // its messages are handled before the next frame
 	for {
-		var f socket.ServerFrame
 		if err := t.conn.recv(&f); err != nil {
 			t.fail(err)
 			return

@@ -59,20 +59,39 @@ func (Codec) Name() string { return "json" }
 // DecodeFrame decodes a ClientFrame and checks its size (not its
 // requests: see Request.Check).
 func DecodeFrame(b []byte) (*ClientFrame, error) {
-	if len(b) > MaxFrame {
-		return nil, errors.New("a frame of " + strconv.Itoa(len(b)) + " bytes is too long: send at most " + strconv.Itoa(MaxFrame) + " bytes per message")
-	}
 	var f ClientFrame
-	if err := decodeClientFrame(b, &f); err != nil {
-		f = ClientFrame{}
-		if err := json.Unmarshal(b, &f); err != nil {
-			return nil, errors.New("a frame does not decode as JSON requests: " + err.Error())
+	if err := DecodeFrameInto(b, &f); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// DecodeFrameInto is DecodeFrame into f, whose array of requests it
+// reuses (a reader that decodes frame after frame allocates less).
+func DecodeFrameInto(b []byte, f *ClientFrame) error {
+	if len(b) > MaxFrame {
+		return errors.New("a frame of " + strconv.Itoa(len(b)) + " bytes is too long: send at most " + strconv.Itoa(MaxFrame) + " bytes per message")
+	}
+	if err := decodeClientFrame(b, f); err != nil {
+		*f = ClientFrame{}
+		if err := json.Unmarshal(b, f); err != nil {
+			return errors.New("a frame does not decode as JSON requests: " + err.Error())
 		}
 	}
 	if len(f.Requests) > MaxRequests {
-		return nil, errors.New("a frame holds " + strconv.Itoa(len(f.Requests)) + " requests: send at most " + strconv.Itoa(MaxRequests) + " per message")
+		return errors.New("a frame holds " + strconv.Itoa(len(f.Requests)) + " requests: send at most " + strconv.Itoa(MaxRequests) + " per message")
 	}
-	return &f, nil
+	return nil
+}
+
+// reuse returns s emptied, to be appended to again: its array when it is
+// small, else a new one.
+func reuse[T any](s []T) []T {
+	if cap(s) == 0 || cap(s) > 64 {
+		return make([]T, 0, 4)
+	}
+	clear(s[:cap(s)])
+	return s[:0]
 }
 
 // Encoding.
@@ -456,7 +475,7 @@ func (s *scanner) frame(name string, elem func() error) (seen bool, err error) {
 
 func decodeClientFrame(b []byte, f *ClientFrame) error {
 	s := &scanner{b: b}
-	f.Requests = make([]Request, 0, 4)
+	f.Requests = reuse(f.Requests)
 	seen, err := s.frame("reqs", func() error {
 		f.Requests = append(f.Requests, Request{})
 		return s.request(&f.Requests[len(f.Requests)-1])
@@ -513,7 +532,7 @@ func (s *scanner) request(r *Request) error {
 
 func decodeServerFrame(b []byte, f *ServerFrame) error {
 	s := &scanner{b: b}
-	f.Messages = make([]Message, 0, 4)
+	f.Messages = reuse(f.Messages)
 	seen, err := s.frame("msgs", func() error {
 		f.Messages = append(f.Messages, Message{})
 		return s.message(&f.Messages[len(f.Messages)-1])

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/status"
@@ -194,6 +193,8 @@ type rawWire struct {
 	left     []byte // what a send with soon did not write
 	deadline bool   // a write deadline is set
 	clean    bool   // no frame was cut short: an end frame can follow
+
+	frame ClientFrame // the frame recv returned last
 }
 
 func (w *rawWire) recv() (*ClientFrame, error) {
@@ -201,7 +202,11 @@ func (w *rawWire) recv() (*ClientFrame, error) {
 	if err != nil {
 		return nil, err
 	}
-	return DecodeFrame(b)
+	// The reader runs a frame's requests before it receives the next.
+	if err := DecodeFrameInto(b, &w.frame); err != nil {
+		return nil, err
+	}
+	return &w.frame, nil
 }
 
 func (w *rawWire) send(msgs []Message, soon bool) (bool, error) {
@@ -258,8 +263,8 @@ func (w *rawWire) end(err error) {
 	w.c.Write(AppendEndFrame(nil, reason))
 }
 
-// agentSpinner is the spinner token of the agent's session readers.
-var agentSpinner atomic.Bool
+// agentSpinners is the spin group of the agent's session readers.
+var agentSpinners SpinGroup
 
 // spinReader returns the reader of a session's connection c: spinning
 // for budget() after each request.
@@ -268,5 +273,5 @@ func spinReader(c net.Conn, budget func() time.Duration) io.Reader {
 	if !ok || len(pc.pre) > 0 {
 		return c // bytes already read come first (rare: a client that wrote at once)
 	}
-	return NewSpinReader(pc.Conn, &agentSpinner, budget)
+	return NewSpinReader(pc.Conn, &agentSpinners, budget)
 }

@@ -172,6 +172,7 @@ type stream struct {
 
 	mu      sync.Mutex
 	out     []Message // guarded by mu: to send, in order
+	spare   []Message // guarded by mu: an empty array for out, once sent
 	later   []Message // guarded by mu: events that came while a request ran
 	running bool      // guarded by mu: a request is running (events go to later)
 	writing bool      // guarded by mu: someone owns the sending side and will send out before letting go
@@ -483,7 +484,6 @@ func (st *stream) write() error {
 // writer so handed it) the first send finishes it, even with nothing
 // queued.
 func (st *stream) drain(soon, carry bool) error {
-	var spare []Message
 	for {
 		st.mu.Lock()
 		if st.stopped || st.failed != nil || len(st.out) == 0 && !carry {
@@ -495,7 +495,7 @@ func (st *stream) drain(soon, carry bool) error {
 		batch := st.out
 		whole := len(batch) <= MaxMessages
 		if whole {
-			st.out = spare[:0]
+			st.out, st.spare = st.spare, nil
 		} else {
 			batch, st.out = batch[:MaxMessages:MaxMessages], batch[MaxMessages:]
 		}
@@ -510,10 +510,15 @@ func (st *stream) drain(soon, carry bool) error {
 			st.waiting.Store(false)
 			st.kick()
 		}
-		spare = nil
 		if whole && cap(batch) <= 4*MaxMessages {
-			clear(batch) // a burst's large array is not kept
-			spare = batch
+			// The next batch is appended to this one's array (a
+			// burst's large array is not kept).
+			clear(batch)
+			st.mu.Lock()
+			if st.spare == nil {
+				st.spare = batch[:0]
+			}
+			st.mu.Unlock()
 		}
 		if left {
 			st.mu.Lock()

@@ -24,29 +24,82 @@ import (
 // first polls its connection for a short while, yielding to the other
 // goroutines of its process between polls, and only then parks.
 //
-// One reader per process and side spins at a time (the spinner token):
+// The readers of a process (one SpinGroup per side) spin one at a time:
 // spinning readers would otherwise take every processor from the work
-// they wait for.
+// they wait for. While one spins, it also watches the connections of the
+// group's parked readers, and parks as soon as one of them has something
+// to read: its thread then runs the network poller, which hands that
+// reader its data, instead of a woken thread that would wait for a
+// processor the spinner holds (on Linux, until the spinner's time slice
+// ends: milliseconds).
 
 // Spin is how long the agent's reader of a session spins for its next
-// request after one: the agent's dlm_spin (0: never).
+// request after one, in nanoseconds: the agent's dlm_spin (0: never). It
+// is the process's: set it before serving.
 var Spin atomic.Int64
 
-// SpinDue is how long a client's reader spins while an answer or
-// completion is due; with nothing due it spins for Spin.
-const SpinDue = 1000 * time.Microsecond
-
-// DefaultSpin is Spin's default.
+// DefaultSpin is Spin's default, and how long a client's reader spins
+// after a message when it waits for nothing (its caller may send the next
+// request at once).
 const DefaultSpin = 50 * time.Microsecond
 
+// SpinDue is how long a client's reader spins, by default, while an
+// answer or a request's completion is due: long enough for a lock that a
+// member across a LAN masters.
+const SpinDue = 500 * time.Microsecond
+
 func init() { Spin.Store(int64(DefaultSpin)) }
+
+// A SpinGroup is the readers of one process and side that spin in turn.
+type SpinGroup struct {
+	token atomic.Bool // held by the reader that spins
+
+	mu     sync.Mutex
+	parked map[int32]int // guarded by mu: the descriptors of parked readers, and how many
+	gen    atomic.Uint64 // changes with parked
+}
+
+// park records that a reader of fd waits in the network poller.
+func (g *SpinGroup) park(fd int32) {
+	g.mu.Lock()
+	if g.parked == nil {
+		g.parked = map[int32]int{}
+	}
+	g.parked[fd]++
+	g.gen.Add(1)
+	g.mu.Unlock()
+}
+
+// unpark records that it no longer does.
+func (g *SpinGroup) unpark(fd int32) {
+	g.mu.Lock()
+	if g.parked[fd]--; g.parked[fd] <= 0 {
+		delete(g.parked, fd)
+	}
+	g.gen.Add(1)
+	g.mu.Unlock()
+}
+
+// others returns the descriptors of the parked readers but self's, in
+// fds (reused).
+func (g *SpinGroup) others(self int32, fds []unix.PollFd) []unix.PollFd {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fds = fds[:0]
+	for fd := range g.parked {
+		if fd != self {
+			fds = append(fds, unix.PollFd{Fd: fd, Events: unix.POLLIN})
+		}
+	}
+	return fds
+}
 
 // A SpinReader reads a connection, first polling it for up to what its
 // budget says, then in the network poller. One goroutine reads it.
 type SpinReader struct {
 	c      net.Conn
 	rc     syscall.RawConn
-	token  *atomic.Bool
+	g      *SpinGroup
 	budget func() time.Duration
 	poll   func(fd uintptr) bool // s.pollFD, made once
 
@@ -57,17 +110,22 @@ type SpinReader struct {
 	stopped bool // guarded by dmu
 
 	// The read in progress.
-	b     []byte
-	n     int
-	err   error
-	start time.Time
-	held  bool // the token
+	b      []byte
+	n      int
+	err    error
+	start  time.Time
+	held   bool  // the token
+	parked int32 // the descriptor recorded in g.parked, or -1
+
+	// The parked readers' descriptors, as of generation gen.
+	others []unix.PollFd
+	gen    uint64
 }
 
-// NewSpinReader returns a reader of c that spins for budget() (asked
-// again while it spins) when it holds token; c must be a socket
-// (otherwise the reader is c).
-func NewSpinReader(c net.Conn, token *atomic.Bool, budget func() time.Duration) io.Reader {
+// NewSpinReader returns a reader of c, one of g's, that spins for
+// budget() (asked again while it spins) when it holds g's token; c must
+// be a socket (otherwise the reader is c).
+func NewSpinReader(c net.Conn, g *SpinGroup, budget func() time.Duration) io.Reader {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return c
@@ -76,7 +134,7 @@ func NewSpinReader(c net.Conn, token *atomic.Bool, budget func() time.Duration) 
 	if err != nil {
 		return c
 	}
-	s := &SpinReader{c: c, rc: rc, token: token, budget: budget}
+	s := &SpinReader{c: c, rc: rc, g: g, budget: budget, parked: -1, gen: ^uint64(0)}
 	s.poll = s.pollFD
 	return s
 }
@@ -127,12 +185,14 @@ func (s *SpinReader) Read(b []byte) (int, error) {
 }
 
 func (s *SpinReader) read(b []byte) (int, error) {
-	if len(b) == 0 || s.budget() <= 0 || !s.token.CompareAndSwap(false, true) {
-		return s.c.Read(b)
+	if len(b) == 0 {
+		return 0, nil
 	}
-	s.b, s.n, s.err, s.start, s.held = b, 0, nil, time.Now(), true
+	s.b, s.n, s.err, s.start = b, 0, nil, time.Now()
+	s.held = s.budget() > 0 && s.g.token.CompareAndSwap(false, true)
 	err := s.rc.Read(s.poll)
 	s.release()
+	s.unpark()
 	n, rerr := s.n, s.err
 	s.b, s.err = nil, nil
 	switch {
@@ -146,9 +206,11 @@ func (s *SpinReader) read(b []byte) (int, error) {
 	return n, nil
 }
 
-// pollFD reads fd until it gives something or the budget is spent; false
-// makes the network poller wait for fd.
+// pollFD reads fd until it gives something, the budget is spent or a
+// parked reader of the group has something to read; false makes the
+// network poller wait for fd.
 func (s *SpinReader) pollFD(fd uintptr) bool {
+	s.unpark()
 	for {
 		s.n, s.err = unix.Read(int(fd), s.b)
 		if s.err == unix.EINTR {
@@ -160,17 +222,39 @@ func (s *SpinReader) pollFD(fd uintptr) bool {
 			}
 			return true
 		}
-		if !s.held || time.Since(s.start) >= s.budget() {
+		if !s.held || time.Since(s.start) >= s.budget() || s.othersReady(int32(fd)) {
 			s.release()
+			s.parked = int32(fd)
+			s.g.park(s.parked)
 			return false
 		}
 		runtime.Gosched()
 	}
 }
 
+// othersReady says whether a parked reader of the group but s has
+// something to read.
+func (s *SpinReader) othersReady(self int32) bool {
+	if gen := s.g.gen.Load(); gen != s.gen {
+		s.others, s.gen = s.g.others(self, s.others), gen
+	}
+	if len(s.others) == 0 {
+		return false
+	}
+	n, err := unix.Poll(s.others, 0)
+	return err == nil && n > 0
+}
+
 func (s *SpinReader) release() {
 	if s.held {
 		s.held = false
-		s.token.Store(false)
+		s.g.token.Store(false)
+	}
+}
+
+func (s *SpinReader) unpark() {
+	if s.parked >= 0 {
+		s.g.unpark(s.parked)
+		s.parked = -1
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -40,8 +39,8 @@ func TestSpinReader(t *testing.T) {
 	for _, budget := range []time.Duration{0, 50 * time.Microsecond, time.Second} {
 		t.Run(budget.String(), func(t *testing.T) {
 			a, b := unixPair(t)
-			var token atomic.Bool
-			r := NewSpinReader(b, &token, func() time.Duration { return budget })
+			var g SpinGroup
+			r := NewSpinReader(b, &g, func() time.Duration { return budget })
 			buf := make([]byte, 16)
 			// Data already there, data that comes while it spins or
 			// waits, then the end of the connection.
@@ -54,7 +53,7 @@ func TestSpinReader(t *testing.T) {
 				if err != nil || string(buf[:n]) != "ping" {
 					t.Fatalf("after %v: read %q, %v", delay, buf[:n], err)
 				}
-				if token.Load() {
+				if g.token.Load() {
 					t.Fatal("the spinner token is still held after a read")
 				}
 			}
@@ -71,9 +70,9 @@ func TestSpinReader(t *testing.T) {
 // net.ErrClosed (once the spin is over).
 func TestSpinReaderTokenDeadlineClose(t *testing.T) {
 	_, b := unixPair(t)
-	var token atomic.Bool
-	token.Store(true) // another reader spins
-	r := NewSpinReader(b, &token, func() time.Duration { return 50 * time.Millisecond })
+	var g SpinGroup
+	g.token.Store(true) // another reader spins
+	r := NewSpinReader(b, &g, func() time.Duration { return 50 * time.Millisecond })
 	b.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
 	start := time.Now()
 	if _, err := r.Read(make([]byte, 4)); !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -82,7 +81,7 @@ func TestSpinReaderTokenDeadlineClose(t *testing.T) {
 	if time.Since(start) > 40*time.Millisecond {
 		t.Fatalf("the read without the token took %v: it must not spin", time.Since(start))
 	}
-	token.Store(false)
+	g.token.Store(false)
 	b.SetReadDeadline(time.Time{})
 	done := make(chan error, 1)
 	go func() {
@@ -99,7 +98,7 @@ func TestSpinReaderTokenDeadlineClose(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("closing the connection did not end the read")
 	}
-	if token.Load() {
+	if g.token.Load() {
 		t.Fatal("the token is still held")
 	}
 }
@@ -108,8 +107,8 @@ func TestSpinReaderTokenDeadlineClose(t *testing.T) {
 func TestSpinReaderNotSocket(t *testing.T) {
 	a, _ := net.Pipe()
 	defer a.Close()
-	var token atomic.Bool
-	if r := NewSpinReader(a, &token, func() time.Duration { return time.Second }); r != io.Reader(a) {
+	var g SpinGroup
+	if r := NewSpinReader(a, &g, func() time.Duration { return time.Second }); r != io.Reader(a) {
 		t.Fatalf("NewSpinReader(pipe) = %T, want the pipe", r)
 	}
 }
@@ -121,8 +120,8 @@ func TestSpinReaderKickStop(t *testing.T) {
 	for _, budget := range []time.Duration{0, 50 * time.Microsecond} {
 		t.Run(budget.String(), func(t *testing.T) {
 			a, b := unixPair(t)
-			var token atomic.Bool
-			r := NewSpinReader(b, &token, func() time.Duration { return budget }).(*SpinReader)
+			var g SpinGroup
+			r := NewSpinReader(b, &g, func() time.Duration { return budget }).(*SpinReader)
 			got := make(chan error, 1)
 			buf := make([]byte, 8)
 			go func() {

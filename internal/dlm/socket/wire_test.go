@@ -175,6 +175,12 @@ func FuzzDecodeRequests(f *testing.F) {
 			}
 		}
 		frame, err := DecodeFrame(b)
+		// Into a frame that held other requests, the same frame.
+		reused := ClientFrame{Requests: []Request{{Tag: 9, Op: OpEnqueue, Lockspace: "x", Name: "y", Mode: "EX", Flags: 0x20, Value: []byte("v"), Lock: cluster.LockID{Member: "m9", N: 9}}}}
+		reusedErr := DecodeFrameInto(b, &reused)
+		if (err == nil) != (reusedErr == nil) || err == nil && !reflect.DeepEqual(*frame, reused) {
+			t.Fatalf("%q: decoded into a used frame %+v (%v), into a new one %+v (%v)", b, reused, reusedErr, frame, err)
+		}
 		if err != nil {
 			if err.Error() == "" {
 				t.Fatal("empty error")
@@ -228,6 +234,11 @@ func FuzzDecodeMessages(f *testing.F) {
 		}
 		if !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("%q:\nfast %+v\njson %+v", b, fast, slow)
+		}
+		// Into a frame that held other messages, the same frame.
+		reused := ServerFrame{Messages: []Message{{Tag: 3, Event: EventGranted, Lock: cluster.LockID{Member: "m9", N: 9}, Mode: "EX", Token: 4, ValBlk: true, Valid: true, Value: []byte("v"), Msg: "x"}}}
+		if err := (Codec{}).Unmarshal(b, &reused); err != nil || !reflect.DeepEqual(fast, reused) {
+			t.Fatalf("%q: decoded into a used frame %+v (%v), into a new one %+v", b, reused, err, fast)
 		}
 	})
 }
