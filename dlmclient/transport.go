@@ -100,7 +100,7 @@ type DialOption struct{ spin *time.Duration }
 // polls for at most socket.DefaultSpin after each message. Polling costs
 // the CPU it spins for and saves the wake-ups that, on a small virtual
 // machine, cost more than a lock (docs/DLM.md, "Spinning"). The default is
-// socket.SpinDue (500µs, long enough for a lock mastered across a LAN); 0
+// socket.SpinDue (1ms, long enough for a lock mastered across a LAN); 0
 // never polls; more than MaxSpin is MaxSpin.
 func Spin(d time.Duration) DialOption { return DialOption{spin: &d} }
 

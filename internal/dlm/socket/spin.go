@@ -46,7 +46,7 @@ const DefaultSpin = 50 * time.Microsecond
 // SpinDue is how long a client's reader spins, by default, while an
 // answer or a request's completion is due: long enough for a lock that a
 // member across a LAN masters.
-const SpinDue = 500 * time.Microsecond
+const SpinDue = time.Millisecond
 
 func init() { Spin.Store(int64(DefaultSpin)) }
 
@@ -80,12 +80,11 @@ func (g *SpinGroup) unpark(fd int32) {
 	g.mu.Unlock()
 }
 
-// others returns the descriptors of the parked readers but self's, in
-// fds (reused).
+// others appends the descriptors of the parked readers but self's to
+// fds.
 func (g *SpinGroup) others(self int32, fds []unix.PollFd) []unix.PollFd {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	fds = fds[:0]
 	for fd := range g.parked {
 		if fd != self {
 			fds = append(fds, unix.PollFd{Fd: fd, Events: unix.POLLIN})
@@ -117,9 +116,9 @@ type SpinReader struct {
 	held   bool  // the token
 	parked int32 // the descriptor recorded in g.parked, or -1
 
-	// The parked readers' descriptors, as of generation gen.
-	others []unix.PollFd
-	gen    uint64
+	// fd, then the parked readers' descriptors, as of generation gen.
+	fds []unix.PollFd
+	gen uint64
 }
 
 // NewSpinReader returns a reader of c, one of g's, that spins for
@@ -211,6 +210,7 @@ func (s *SpinReader) read(b []byte) (int, error) {
 // network poller wait for fd.
 func (s *SpinReader) pollFD(fd uintptr) bool {
 	s.unpark()
+	others := false // a parked reader has something to read
 	for {
 		s.n, s.err = unix.Read(int(fd), s.b)
 		if s.err == unix.EINTR {
@@ -222,27 +222,43 @@ func (s *SpinReader) pollFD(fd uintptr) bool {
 			}
 			return true
 		}
-		if !s.held || time.Since(s.start) >= s.budget() || s.othersReady(int32(fd)) {
+		for !others && s.held && time.Since(s.start) < s.budget() {
+			runtime.Gosched()
+			var mine bool
+			if mine, others = s.ready(int32(fd)); mine {
+				break
+			}
+		}
+		if others || !s.held || time.Since(s.start) >= s.budget() {
 			s.release()
 			s.parked = int32(fd)
 			s.g.park(s.parked)
 			return false
 		}
-		runtime.Gosched()
 	}
 }
 
-// othersReady says whether a parked reader of the group but s has
-// something to read.
-func (s *SpinReader) othersReady(self int32) bool {
+// ready says whether fd has something to read, and whether a parked
+// reader of the group does: one poll(2) of them all, or none when no
+// reader is parked (fd's read then tells).
+func (s *SpinReader) ready(fd int32) (mine, others bool) {
 	if gen := s.g.gen.Load(); gen != s.gen {
-		s.others, s.gen = s.g.others(self, s.others), gen
+		s.fds = append(s.fds[:0], unix.PollFd{Fd: fd, Events: unix.POLLIN})
+		s.fds, s.gen = s.g.others(fd, s.fds), gen
 	}
-	if len(s.others) == 0 {
-		return false
+	if len(s.fds) <= 1 {
+		return true, false
 	}
-	n, err := unix.Poll(s.others, 0)
-	return err == nil && n > 0
+	s.fds[0].Fd = fd
+	if n, err := unix.Poll(s.fds, 0); err != nil || n == 0 {
+		return false, false
+	}
+	for _, p := range s.fds[1:] {
+		if p.Revents != 0 {
+			others = true
+		}
+	}
+	return s.fds[0].Revents != 0, others
 }
 
 func (s *SpinReader) release() {
