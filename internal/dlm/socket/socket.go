@@ -504,11 +504,14 @@ func (st *stream) drain(soon, carry bool) error {
 		if err != nil {
 			return err
 		}
-		if !soon && st.kick != nil && st.waiting.Load() && completesAny(batch) {
+		if st.waiting.Load() && completesAny(batch) {
 			// The client's wait is over: its next request comes soon,
-			// and the reader, which parked, spins for it again.
+			// and the reader spins for it again (kicked if it parked:
+			// the writer sent this).
 			st.waiting.Store(false)
-			st.kick()
+			if !soon && st.kick != nil {
+				st.kick()
+			}
 		}
 		if whole && cap(batch) <= 4*MaxMessages {
 			// The next batch is appended to this one's array (a
