@@ -97,7 +97,7 @@ type DialOption struct{ spin *time.Duration }
 // Spin sets how long the session's reader polls the socket while the
 // session waits for the lock manager (an answer, or a request's
 // completion), before it waits in the runtime's network poller; it then
-// polls for at most socket.DefaultSpin after each message. Polling costs
+// polls for at most socket.SpinLinger after each message. Polling costs
 // the CPU it spins for and saves the wake-ups that, on a small virtual
 // machine, cost more than a lock (docs/DLM.md, "Spinning"). The default is
 // socket.SpinDue (1ms, long enough for a lock mastered across a LAN); 0
@@ -280,7 +280,7 @@ var clientSpinners socket.SpinGroup
 
 // spinBudget is how long the reader of r spins (socket.SpinReader): for
 // spinDue while the client waits for the lock manager, else for at most
-// socket.DefaultSpin (its caller may send the next request at once); not
+// socket.SpinLinger (its caller may send the next request at once); not
 // before the session opened.
 func (r *rawConn) spinBudget() time.Duration {
 	c := r.client.Load()
@@ -290,7 +290,7 @@ func (r *rawConn) spinBudget() time.Duration {
 	case c.due.Load() > 0:
 		return r.spinDue
 	}
-	return min(r.spinDue, socket.DefaultSpin)
+	return min(r.spinDue, socket.SpinLinger)
 }
 
 func (r *rawConn) send(reqs []socket.Request) error {

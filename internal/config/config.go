@@ -65,7 +65,7 @@ type Member struct {
 	WatchdogTimeout string `yaml:"watchdog_timeout,omitempty"`
 	// DLMSpin is how long the lock manager polls a client's socket for
 	// its next request after one, before it waits in the network poller
-	// (docs/DLM.md, "Spinning"): from 0 (never) to 1ms, default 50us.
+	// (docs/DLM.md, "Spinning"): from 0 (never) to 1ms, default 200us.
 	DLMSpin string `yaml:"dlm_spin,omitempty"`
 }
 
@@ -184,8 +184,8 @@ func (m *Member) Validate() error {
 	return nil
 }
 
-// DefaultDLMSpin is DLMSpin's default.
-const DefaultDLMSpin = 50 * time.Microsecond
+// DefaultDLMSpin is DLMSpin's default (socket.DefaultSpin).
+const DefaultDLMSpin = 200 * time.Microsecond
 
 // DLMSpinD is the lock manager's spin (default DefaultDLMSpin).
 func (m *Member) DLMSpinD() (time.Duration, error) {
@@ -194,7 +194,7 @@ func (m *Member) DLMSpinD() (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(m.DLMSpin)
 	if err != nil || d < 0 || d > time.Millisecond {
-		return 0, fmt.Errorf("dlm_spin %q is not valid: give a duration from 0 (never spin) to 1ms, such as 50us", m.DLMSpin)
+		return 0, fmt.Errorf("dlm_spin %q is not valid: give a duration from 0 (never spin) to 1ms, such as 200us", m.DLMSpin)
 	}
 	return d, nil
 }

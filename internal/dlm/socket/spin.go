@@ -38,10 +38,12 @@ import (
 // is the process's: set it before serving.
 var Spin atomic.Int64
 
-// DefaultSpin is Spin's default, and how long a client's reader spins
-// after a message when it waits for nothing (its caller may send the next
-// request at once).
-const DefaultSpin = 50 * time.Microsecond
+// DefaultSpin is Spin's default (config.DefaultDLMSpin).
+const DefaultSpin = 200 * time.Microsecond
+
+// SpinLinger is how long a client's reader spins after a message when it
+// waits for nothing: its caller may send the next request at once.
+const SpinLinger = 50 * time.Microsecond
 
 // SpinDue is how long a client's reader spins, by default, while an
 // answer or a request's completion is due: long enough for a lock that a
