@@ -30,12 +30,16 @@ import (
 	"github.com/vigil-cluster/vigil/internal/localcluster"
 )
 
-// spin is --spin: the clients' dlmclient.Spin.
-var spin time.Duration
+// spin is --spin: the clients' dlmclient.Spin; shared is --shared.
+var (
+	spin   time.Duration
+	shared bool
+)
 
 type result struct {
 	System      string  `json:"system"`
 	Workers     int     `json:"workers"`
+	Shared      bool    `json:"shared,omitempty"`
 	Contended   bool    `json:"contended"`
 	Pairs       int     `json:"pairs"`
 	Seconds     float64 `json:"seconds"`
@@ -61,6 +65,7 @@ func main() {
 	count := flag.Int("n", 2000, "with --socket: locks per kind of master")
 	inAgent := flag.Bool("in-agent", false, "time sessions in m1's agent process (vigil locks probe: the Go package, no socket) instead of clients on its socket; --n locks per worker and master")
 	hold := flag.Int("hold", 0, "instead of the throughput run: take this many EX locks on distinct resources through m1's socket, hold them, and report each agent's resident memory")
+	flag.BoolVar(&shared, "shared", false, "the workers share one session (each still locks its own resource); without it each has its own")
 	flag.DurationVar(&spin, "spin", socket.SpinDue, "how long each session's reader polls the socket while it waits (dlmclient.Spin; 0: never)")
 	fixed := flag.Bool("fixed", false, "use lockspace \"fixed.bench\" (in-agent: \"fixed.vigil-probe\"), whose resources stay on their hash masters, instead of a lockspace whose resources move to the member that uses them")
 	flag.Parse()
@@ -120,7 +125,11 @@ func run(bin string, workers, members int, contended, local bool, duration, warm
 	defer lc.Close()
 	sock := filepath.Join(lc.Members[0].Dir, agent.DLMSocketFile)
 	var clients []*dlmclient.Client
-	for range workers {
+	for i := range workers {
+		if shared && i > 0 {
+			clients = append(clients, clients[0])
+			continue
+		}
 		c, err := dlmclient.Dial(ctx, sock, dlmclient.Spin(spin))
 		if err != nil {
 			return err
@@ -212,11 +221,14 @@ func run(bin string, workers, members int, contended, local bool, duration, warm
 		}
 		return float64(lat[int(float64(len(lat)-1)*p)]) / float64(time.Microsecond)
 	}
-	r := result{System: "vigil", Workers: workers, Contended: contended, Pairs: len(lat), Seconds: duration.Seconds(),
+	r := result{System: "vigil", Workers: workers, Shared: shared, Contended: contended, Pairs: len(lat), Seconds: duration.Seconds(),
 		PairsPerSec: float64(len(lat)) / duration.Seconds(), P50us: pct(0.5), P90us: pct(0.9), P99us: pct(0.99), Members: members,
 		Sessions: "one per worker on " + lc.Members[0].Name + "'s socket; resources whose hash masters are spread over the members, in lockspace " + benchLS}
 	if local {
 		r.Sessions = "one per worker on " + lc.Members[0].Name + "'s socket; resources whose hash master is " + lc.Members[0].Name + ", in lockspace " + benchLS
+	}
+	if shared {
+		r.Sessions = "one shared by the workers" + r.Sessions[len("one per worker"):]
 	}
 	return json.NewEncoder(os.Stdout).Encode(r)
 }

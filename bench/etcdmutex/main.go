@@ -38,6 +38,7 @@ type config struct {
 	duration    time.Duration
 	warmup      time.Duration
 	sessionTTL  int
+	shared      bool
 	dialTimeout time.Duration
 	opTimeout   time.Duration
 }
@@ -45,6 +46,7 @@ type config struct {
 type result struct {
 	System        string  `json:"system"`
 	Workers       int     `json:"workers"`
+	Shared        bool    `json:"shared,omitempty"`
 	Contended     bool    `json:"contended"`
 	Pairs         int     `json:"pairs"`
 	Seconds       float64 `json:"seconds"`
@@ -83,6 +85,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&cfg.contended, "contended", false, "all workers lock the same key (PREFIX+\"shared\")")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured run time")
 	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unmeasured warm-up before the measured run")
+	fs.BoolVar(&cfg.shared, "shared", false, "all workers share one client and one session (each still locks its own key with its own Mutex)")
 	fs.IntVar(&cfg.sessionTTL, "session-ttl", 30, "TTL in seconds of each worker's session lease")
 	fs.DurationVar(&cfg.dialTimeout, "dial-timeout", 5*time.Second, "time allowed to reach the cluster")
 	fs.DurationVar(&cfg.opTimeout, "op-timeout", 30*time.Second, "time allowed for one Lock or Unlock")
@@ -114,16 +117,18 @@ func parseFlags(args []string) (config, error) {
 	return cfg, nil
 }
 
-// worker is one client, one session and one mutex.
+// worker is one client, one session and one mutex (with --shared, the
+// client and session are worker 0's).
 type worker struct {
-	cli  *clientv3.Client
-	sess *concurrency.Session
-	mu   *concurrency.Mutex
-	lat  []time.Duration
+	cli    *clientv3.Client
+	sess   *concurrency.Session
+	shared bool
+	mu     *concurrency.Mutex
+	lat    []time.Duration
 }
 
 func run(cfg config) (*result, error) {
-	res := &result{System: "etcd", Workers: cfg.workers, Contended: cfg.contended}
+	res := &result{System: "etcd", Workers: cfg.workers, Shared: cfg.shared, Contended: cfg.contended}
 	members, version, err := probe(cfg)
 	if err != nil {
 		return nil, err
@@ -136,6 +141,9 @@ func run(cfg config) (*result, error) {
 			if w == nil {
 				continue
 			}
+			if w.shared {
+				continue // worker 0 closes them
+			}
 			if w.sess != nil {
 				w.sess.Close() // revokes the lease, deleting any key left behind
 			}
@@ -143,16 +151,21 @@ func run(cfg config) (*result, error) {
 		}
 	}()
 	for i := range workers {
-		cli, err := newClient(cfg)
-		if err != nil {
-			return nil, err
+		if cfg.shared && i > 0 {
+			workers[i] = &worker{cli: workers[0].cli, sess: workers[0].sess, shared: true}
+		} else {
+			cli, err := newClient(cfg)
+			if err != nil {
+				return nil, err
+			}
+			workers[i] = &worker{cli: cli}
+			sess, err := concurrency.NewSession(cli, concurrency.WithTTL(cfg.sessionTTL))
+			if err != nil {
+				return nil, fmt.Errorf("worker %d: new session: %w", i, err)
+			}
+			workers[i].sess = sess
 		}
-		workers[i] = &worker{cli: cli}
-		sess, err := concurrency.NewSession(cli, concurrency.WithTTL(cfg.sessionTTL))
-		if err != nil {
-			return nil, fmt.Errorf("worker %d: new session: %w", i, err)
-		}
-		workers[i].sess = sess
+		sess := workers[i].sess
 		key := cfg.keyPrefix + "shared"
 		if !cfg.contended {
 			key = fmt.Sprintf("%s%d", cfg.keyPrefix, i)
