@@ -399,14 +399,21 @@ func fakeAgent(t *testing.T, refusal socket.Message) (path string, ended <-chan 
 	return path, done
 }
 
-func TestPostedUnlockRefused(t *testing.T) {
-	path, ended := fakeAgent(t, socket.Message{Err: socket.KindBusy, Msg: "the lock manager is busy"})
-	ctx := ctxT(t)
-	c, err := Dial(ctx, path)
+// dialT opens a raw session on the socket at path, closed at the test's end.
+func dialT(t *testing.T, path string) *Client {
+	t.Helper()
+	c, err := Dial(ctxT(t), path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestPostedUnlockRefused(t *testing.T) {
+	path, ended := fakeAgent(t, socket.Message{Err: socket.KindBusy, Msg: "the lock manager is busy"})
+	ctx := ctxT(t)
+	c := dialT(t, path)
 	l, err := c.Lock(ctx, "res", EX)
 	if err != nil {
 		t.Fatal(err)
@@ -435,11 +442,7 @@ func TestPostedUnlockRefused(t *testing.T) {
 func TestPostedUnlockAlreadyGone(t *testing.T) {
 	path, _ := fakeAgent(t, socket.Message{Err: socket.KindUnknownLock, Msg: "lock m1/1 is not a lock of this member's clients"})
 	ctx := ctxT(t)
-	c, err := Dial(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialT(t, path)
 	for range 3 {
 		l, err := c.Lock(ctx, "res", EX)
 		if err != nil {
