@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -147,10 +148,10 @@ func (l *listener) Close() error {
 func (s *service) raw(c net.Conn) {
 	w := &rawWire{c: c, clean: true}
 	st := newStream(w, s.log)
-	r := spinReader(c, st.spinBudget)
+	r, sr := spinReader(c, st.spinBudget)
 	w.fr = NewFrameReader(r)
 	stopRead := func() { c.SetReadDeadline(longAgo) }
-	if sr, ok := r.(*SpinReader); ok {
+	if sr != nil {
 		st.kick, stopRead = sr.Kick, sr.Stop
 	}
 	if err := st.open(s.srv); err != nil {
@@ -266,12 +267,21 @@ func (w *rawWire) end(err error) {
 // agentSpinners is the spin group of the agent's session readers.
 var agentSpinners SpinGroup
 
-// spinReader returns the reader of a session's connection c: spinning
-// for budget() after each request.
-func spinReader(c net.Conn, budget func() time.Duration) io.Reader {
+// spinReader returns the reader of a session's connection c, spinning
+// for budget() after each request, and its SpinReader (nil when c is not
+// a socket).
+func spinReader(c net.Conn, budget func() time.Duration) (io.Reader, *SpinReader) {
 	pc, ok := c.(*prefixConn)
-	if !ok || len(pc.pre) > 0 {
-		return c // bytes already read come first (rare: a client that wrote at once)
+	if !ok {
+		return c, nil
 	}
-	return NewSpinReader(pc.Conn, &agentSpinners, budget)
+	sr, ok := NewSpinReader(pc.Conn, &agentSpinners, budget).(*SpinReader)
+	if !ok {
+		return c, nil
+	}
+	if len(pc.pre) > 0 {
+		// What came with the magic comes first.
+		return io.MultiReader(bytes.NewReader(pc.pre), sr), sr
+	}
+	return sr, sr
 }
