@@ -9,7 +9,8 @@
 # member that uses them (the default) and in a fixed lockspace (each stays
 # on its hash master: two of three are remote); and both systems once more
 # with one session (etcd: one client and one session) that the workers
-# share, each still locking its own name. Prints the JSON lines and the
+# share, each still locking its own name; and vigil's socket clients with
+# posted unlocks (dlmclient.PostUnlocks). Prints the JSON lines and the
 # ratios. Needs bin/vigil (make build) and etcd
 # (apt-get install etcd-server etcd-client).
 #
@@ -33,6 +34,8 @@ echo "dlm-vs-etcd: vigil in the agent (Go package), $workers workers" >&2
 va=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --in-agent --n 50000)
 echo "dlm-vs-etcd: vigil in the agent (Go package), fixed lockspace, $workers workers" >&2
 vaf=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --in-agent --fixed --n 5000)
+echo "dlm-vs-etcd: vigil socket, posted unlocks, $workers workers, $duration" >&2
+vp=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --duration "$duration" --posted)
 echo "dlm-vs-etcd: vigil socket, one session shared by $workers workers, $duration" >&2
 vs=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --duration "$duration" --shared)
 echo "dlm-vs-etcd: etcd, $workers workers, $duration" >&2
@@ -43,12 +46,13 @@ echo "$v"
 echo "$vf"
 echo "$va"
 echo "$vaf"
+echo "$vp"
 echo "$vs"
 echo "$e"
 echo "$es"
-python3 - "$v" "$vf" "$va" "$vaf" "$vs" "$e" "$es" <<'PY'
+python3 - "$v" "$vf" "$va" "$vaf" "$vp" "$vs" "$e" "$es" <<'PY'
 import json, sys
-v, vf, va, vaf, vs, e, es = (json.loads(a) for a in sys.argv[1:8])
+v, vf, va, vaf, vp, vs, e, es = (json.loads(a) for a in sys.argv[1:9])
 def line(name, r, e=e, what="etcd's"):
     ratio = r["pairs_per_sec"] / e["pairs_per_sec"] if e["pairs_per_sec"] else float("inf")
     print(f"{name}: {r['pairs_per_sec']:.0f} pairs/s (p50 {r['p50_us']:.0f} µs) = {ratio:.0f}x {what} {e['pairs_per_sec']:.0f} pairs/s (p50 {e['p50_us']:.0f} µs)")
@@ -56,5 +60,6 @@ line("vigil socket (resources mastered where used)", v)
 line("vigil socket, fixed lockspace (2 of 3 remote)", vf)
 line("vigil in the agent (resources mastered where used)", va)
 line("vigil in the agent, fixed lockspace (2 of 3 remote)", vaf)
+line("vigil socket, posted unlocks (dlmclient.PostUnlocks)", vp)
 line("vigil socket, one session shared by the workers", vs, es, "etcd's with one client and session shared,")
 PY

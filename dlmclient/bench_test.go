@@ -63,6 +63,12 @@ func BenchmarkLocalPairs(b *testing.B) {
 // pair is two round trips.
 func BenchmarkSocketPairs(b *testing.B) { socketPairs(b, dialRaw) }
 
+// BenchmarkSocketPairsPosted: the same with PostUnlocks (one round trip
+// a pair).
+func BenchmarkSocketPairsPosted(b *testing.B) {
+	socketPairs(b, func(ctx context.Context, path string) (*Client, error) { return Dial(ctx, path, PostUnlocks()) })
+}
+
 // BenchmarkSocketPairsNoSpin: the same with a client that never polls
 // the socket (Spin(0)) and an agent that does not either (dlm_spin 0).
 func BenchmarkSocketPairsNoSpin(b *testing.B) {

@@ -57,6 +57,7 @@ type Client struct {
 	closed    bool             // guarded by mu
 	dropped   uint64           // guarded by mu: blocking notifications Blocking() missed
 	posted    *op              // guarded by mu: the latest posted unlock
+	postedErr error            // guarded by mu: the first posted unlock that found its lock gone, for Sync
 
 	// due counts what the session waits for from the lock manager:
 	// answers, and the completions of requests. The socket's reader
@@ -113,33 +114,32 @@ func (c *Client) Close() error {
 }
 
 // Sync returns once the lock manager has taken every release Unlock
-// returned from before it (over the socket, an unlock returns once it is
+// returned from before it (with PostUnlocks, an unlock returns once it is
 // sent): for example before telling another process, by other means,
-// that a resource is free. It returns the session's error if the session
-// ended meanwhile, or ctx's.
+// that a resource is free. It returns an ErrLost error if one of those
+// releases found its lock already gone (lost before Unlock was called:
+// what it protected was not protected to the end), the session's error
+// if the session ended first, or ctx's.
 func (c *Client) Sync(ctx context.Context) error {
 	c.mu.Lock()
 	x := c.posted
-	if x == nil || x.w.fin {
+	if x != nil && !x.w.fin {
+		ch := x.w.chanLocked()
 		c.mu.Unlock()
-		return nil
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return &Error{Op: "sync", Kind: ErrCanceled, Msg: "gave up waiting for the lock manager to take the releases sent", Err: ctx.Err()}
+		}
+		c.mu.Lock()
 	}
-	ch := x.w.chanLocked()
-	c.mu.Unlock()
-	select {
-	case <-ch:
-	case <-ctx.Done():
-		return &Error{Op: "sync", Kind: ErrCanceled, Msg: "gave up waiting for the lock manager to take the releases sent", Err: ctx.Err()}
-	}
-	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.posted == x {
 		c.posted = nil
 	}
-	if errors.Is(x.err, ErrLost) || errors.Is(x.err, ErrClosed) {
-		return x.err
-	}
-	return nil
+	err := c.postedErr
+	c.postedErr = nil
+	return err
 }
 
 // Err returns why the session ended or lost its locks, or nil while it
@@ -401,7 +401,17 @@ func (c *Client) answered(o *op, id LockID, err error) {
 // caller was told is released: the session ends, so that the agent
 // releases it, and reports why.
 func (c *Client) postedAnswerLocked(o *op, err error) {
-	if err == nil || errors.Is(err, ErrLost) || errors.Is(err, ErrClosed) || errors.Is(err, ErrUnknownLock) {
+	if err == nil {
+		return
+	}
+	if errors.Is(err, ErrLost) || errors.Is(err, ErrClosed) || errors.Is(err, ErrUnknownLock) {
+		// Released anyway, but not by this release: the lock was lost
+		// (or the session ended) before it arrived. Sync reports it.
+		if c.postedErr == nil {
+			l := o.lock
+			c.postedErr = &Error{Op: "unlock", Lockspace: l.ls, Resource: l.name, Lock: l.id, Kind: ErrLost,
+				Msg: "the lock was already gone when its release reached the lock manager (" + socket.Reason(err) + "): it was lost before Unlock", Err: err}
+		}
 		return
 	}
 	l := o.lock

@@ -240,16 +240,17 @@ func (l *Lock) goneErr(opName string) error {
 // With WithValue, a PW or EX holder writes the value block. A lock with
 // sub-locks cannot be released: release them first.
 //
-// Over the socket, the release of a granted lock with no request on its
-// way returns once it is sent, as Linux DLM's unlock does: the agent runs
-// a session's requests in order, so whatever the session asks next comes
-// after the release, and a lock of another client waits for it as it
-// would. Should the lock manager refuse such a release (nothing the client
-// can foresee makes it), the session ends, so that the agent releases the
-// lock, and Client.Err says why. Otherwise (Local; a lock still waiting
-// or converting) it returns once the lock manager took the release; if ctx
-// ends first, the release still goes on. Client.Sync waits until the
-// lock manager took the releases already sent.
+// It returns once the lock manager took the release (an error then says
+// why it did not, ErrLost if the lock was lost before); if ctx ends first,
+// the release still goes on. With PostUnlocks, the release of a granted
+// lock with no request on its way returns once it is sent, as Linux DLM's
+// unlock does: the agent runs a session's requests in order, so whatever
+// the session asks next comes after the release, and a lock of another
+// client waits for it as it would; Client.Sync then reports a release
+// that found its lock lost. Should the lock manager refuse such a release
+// for another reason (nothing the client can foresee makes it), the
+// session ends, so that the agent releases the lock, and Client.Err says
+// why.
 func (l *Lock) Unlock(ctx context.Context, opts ...Option) error {
 	o := collect(opts)
 	c := l.c

@@ -77,6 +77,7 @@ type socketTransport struct {
 	err     error            // guarded by mu: the stream ended
 	closing bool             // guarded by mu: Close was called
 	aborted string           // guarded by mu: why the client ended the session (abort)
+	post    bool             // unlocks are posted (PostUnlocks); set before use
 }
 
 // A sessionConn carries one session's frames to the agent.
@@ -92,7 +93,20 @@ type sessionConn interface {
 }
 
 // A DialOption sets how Dial's session works.
-type DialOption struct{ spin *time.Duration }
+type DialOption struct {
+	spin *time.Duration
+	post bool
+}
+
+// PostUnlocks makes Lock.Unlock of a granted lock with nothing on its way
+// return once the release is sent, as Linux DLM's unlock does, instead of
+// once the lock manager took it: a lock+unlock pair is then one round trip
+// to the agent, not two. The agent runs a session's requests in order, so
+// whatever the session asks next comes after the release; but the nil
+// error no longer says that the lock was still held when it was released
+// (a member paused with its clients, for one, may have lost it meanwhile):
+// Client.Sync says that, for every release sent before it.
+func PostUnlocks() DialOption { return DialOption{post: true} }
 
 // Spin sets how long the session's reader polls the socket while the
 // session waits for the lock manager (an answer, or a request's
@@ -135,10 +149,12 @@ func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error)
 		return nil, dialError(ctx, path, nil, err)
 	}
 	rc := &rawConn{c: nc, spinDue: socket.SpinDue}
+	post := false
 	for _, o := range opts {
 		if o.spin != nil {
 			rc.spinDue = min(max(*o.spin, 0), MaxSpin)
 		}
+		post = post || o.post
 	}
 	rc.fr = socket.NewFrameReader(socket.NewSpinReader(nc, &clientSpinners, rc.spinBudget))
 	if _, err := io.WriteString(nc, socket.Magic); err != nil {
@@ -152,7 +168,11 @@ func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error)
 		return fail(ctx.Err())
 	}
 	nc.SetDeadline(time.Time{})
-	return open(path, rc, &first, fail)
+	c, err := open(path, rc, &first, fail)
+	if err == nil {
+		c.t.(*socketTransport).post = post
+	}
+	return c, err
 }
 
 // DialGRPC is Dial with the socket's gRPC protocol (the service vigil.DLM,
@@ -570,7 +590,7 @@ func (t *socketTransport) fail(err error) {
 	}
 }
 
-func (t *socketTransport) posts() bool { return true }
+func (t *socketTransport) posts() bool { return t.post }
 
 // abort ends the connection: the agent ends the session and releases its
 // locks; the reader then fails the session with why.

@@ -292,49 +292,45 @@ func TestRemoteMaster(t *testing.T) {
 	}
 }
 
-// Over the socket, Unlock returns once the release is sent: the session's
-// next request comes after it, and Sync waits until the lock manager took
-// it.
+// With PostUnlocks, Unlock returns once the release is sent: the
+// session's next request comes after it, and Sync waits until the lock
+// manager took it.
 func TestPostedUnlock(t *testing.T) {
-	for _, kind := range []string{"socket", "grpc"} {
-		t.Run(kind, func(t *testing.T) {
-			r := newRig(t, kind)
-			a, b := r.client(), r.client()
-			ctx := ctxT(t)
-			for i := range 200 {
-				l, err := a.Lock(ctx, "res", EX, NoQueue())
-				if err != nil {
-					t.Fatalf("lock %d right after the session's unlock: %v", i, err)
-				}
-				if err := l.Unlock(ctx); err != nil {
-					t.Fatal(err)
-				}
-				if len(a.Locks()) != 0 {
-					t.Fatalf("the session still lists %d locks after Unlock", len(a.Locks()))
-				}
-			}
-			if err := a.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if n := len(r.held()); n != 0 {
-				t.Fatalf("%d locks held after Sync", n)
-			}
-			// Another session sees the release once Sync returned.
-			l, err := a.Lock(ctx, "res", PW, NoQueue())
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.Unlock(ctx)
-			if err := a.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.Lock(ctx, "res", EX, NoQueue()); err != nil {
-				t.Fatalf("another session's lock after Sync: %v", err)
-			}
-			if err := a.Sync(ctx); err != nil {
-				t.Fatalf("Sync with nothing sent: %v", err)
-			}
-		})
+	r := newRig(t, "socket")
+	a, b := dialT(t, r.path, PostUnlocks()), r.client()
+	ctx := ctxT(t)
+	for i := range 200 {
+		l, err := a.Lock(ctx, "res", EX, NoQueue())
+		if err != nil {
+			t.Fatalf("lock %d right after the session's unlock: %v", i, err)
+		}
+		if err := l.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(a.Locks()) != 0 {
+			t.Fatalf("the session still lists %d locks after Unlock", len(a.Locks()))
+		}
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.held()); n != 0 {
+		t.Fatalf("%d locks held after Sync", n)
+	}
+	// Another session sees the release once Sync returned.
+	l, err := a.Lock(ctx, "res", PW, NoQueue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Unlock(ctx)
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Lock(ctx, "res", EX, NoQueue()); err != nil {
+		t.Fatalf("another session's lock after Sync: %v", err)
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatalf("Sync with nothing sent: %v", err)
 	}
 }
 
@@ -400,9 +396,9 @@ func fakeAgent(t *testing.T, refusal socket.Message) (path string, ended <-chan 
 }
 
 // dialT opens a raw session on the socket at path, closed at the test's end.
-func dialT(t *testing.T, path string) *Client {
+func dialT(t *testing.T, path string, opts ...DialOption) *Client {
 	t.Helper()
-	c, err := Dial(ctxT(t), path)
+	c, err := Dial(ctxT(t), path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +409,7 @@ func dialT(t *testing.T, path string) *Client {
 func TestPostedUnlockRefused(t *testing.T) {
 	path, ended := fakeAgent(t, socket.Message{Err: socket.KindBusy, Msg: "the lock manager is busy"})
 	ctx := ctxT(t)
-	c := dialT(t, path)
+	c := dialT(t, path, PostUnlocks())
 	l, err := c.Lock(ctx, "res", EX)
 	if err != nil {
 		t.Fatal(err)
@@ -438,11 +434,12 @@ func TestPostedUnlockRefused(t *testing.T) {
 	}
 }
 
-// A refusal that leaves the lock released needs nothing.
+// A posted release that finds its lock gone leaves the session working;
+// Sync reports that the lock was lost before Unlock (once).
 func TestPostedUnlockAlreadyGone(t *testing.T) {
 	path, _ := fakeAgent(t, socket.Message{Err: socket.KindUnknownLock, Msg: "lock m1/1 is not a lock of this member's clients"})
 	ctx := ctxT(t)
-	c := dialT(t, path)
+	c := dialT(t, path, PostUnlocks())
 	for range 3 {
 		l, err := c.Lock(ctx, "res", EX)
 		if err != nil {
@@ -452,10 +449,28 @@ func TestPostedUnlockAlreadyGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := c.Sync(ctx); !errors.Is(err, ErrLost) || !strings.Contains(err.Error(), "already gone") {
+		t.Fatalf("Sync after releases of lost locks: %v, want ErrLost", err)
+	}
 	if err := c.Sync(ctx); err != nil {
-		t.Fatal(err)
+		t.Fatalf("a second Sync: %v", err)
 	}
 	if err := c.Err(); err != nil {
 		t.Fatalf("session ended: %v", err)
+	}
+}
+
+// Without PostUnlocks, Unlock waits for the lock manager: a release that
+// finds its lock gone is Unlock's error.
+func TestUnlockWaitsByDefault(t *testing.T) {
+	path, _ := fakeAgent(t, socket.Message{Err: socket.KindUnknownLock, Msg: "lock m1/1 is not a lock of this member's clients"})
+	ctx := ctxT(t)
+	c := dialT(t, path)
+	l, err := c.Lock(ctx, "res", EX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Unlock(ctx); !errors.Is(err, ErrUnknownLock) {
+		t.Fatalf("unlock of a lock the agent no longer has: %v, want ErrUnknownLock", err)
 	}
 }

@@ -30,11 +30,22 @@ import (
 	"github.com/vigil-cluster/vigil/internal/localcluster"
 )
 
-// spin is --spin: the clients' dlmclient.Spin; shared is --shared.
+// spin is --spin: the clients' dlmclient.Spin; shared is --shared;
+// posted is --posted.
 var (
 	spin   time.Duration
 	shared bool
+	posted bool
 )
+
+// dial opens a session on the socket at sock with the flags' options.
+func dial(ctx context.Context, sock string) (*dlmclient.Client, error) {
+	opts := []dlmclient.DialOption{dlmclient.Spin(spin)}
+	if posted {
+		opts = append(opts, dlmclient.PostUnlocks())
+	}
+	return dlmclient.Dial(ctx, sock, opts...)
+}
 
 type result struct {
 	System      string  `json:"system"`
@@ -65,6 +76,7 @@ func main() {
 	count := flag.Int("n", 2000, "with --socket: locks per kind of master")
 	inAgent := flag.Bool("in-agent", false, "time sessions in m1's agent process (vigil locks probe: the Go package, no socket) instead of clients on its socket; --n locks per worker and master")
 	hold := flag.Int("hold", 0, "instead of the throughput run: take this many EX locks on distinct resources through m1's socket, hold them, and report each agent's resident memory")
+	flag.BoolVar(&posted, "posted", false, "the clients post their unlocks (dlmclient.PostUnlocks: one round trip a pair)")
 	flag.BoolVar(&shared, "shared", false, "the workers share one session (each still locks its own resource); without it each has its own")
 	flag.DurationVar(&spin, "spin", socket.SpinDue, "how long each session's reader polls the socket while it waits (dlmclient.Spin; 0: never)")
 	fixed := flag.Bool("fixed", false, "use lockspace \"fixed.bench\" (in-agent: \"fixed.vigil-probe\"), whose resources stay on their hash masters, instead of a lockspace whose resources move to the member that uses them")
@@ -130,7 +142,7 @@ func run(bin string, workers, members int, contended, local bool, duration, warm
 			clients = append(clients, clients[0])
 			continue
 		}
-		c, err := dlmclient.Dial(ctx, sock, dlmclient.Spin(spin))
+		c, err := dial(ctx, sock)
 		if err != nil {
 			return err
 		}
@@ -256,7 +268,7 @@ func holdMany(bin string, workers, members, n int) error {
 	errs := make(chan error, workers)
 	var clients []*dlmclient.Client
 	for w := range workers {
-		c, err := dlmclient.Dial(ctx, sock, dlmclient.Spin(spin))
+		c, err := dial(ctx, sock)
 		if err != nil {
 			return err
 		}
@@ -342,7 +354,7 @@ func latency(sock string, view []string, self string, n int) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, err := dlmclient.Dial(ctx, sock, dlmclient.Spin(spin))
+	c, err := dial(ctx, sock)
 	if err != nil {
 		return err
 	}
