@@ -206,11 +206,43 @@ func (m *Membership) SetMeta(meta Meta) {
 		m.log.Error("gossip metadata too large", "err", err)
 		return
 	}
-	for _, ml := range m.lists {
-		if err := ml.UpdateNode(m.opts.Profile.TCPTimeout); err != nil {
-			m.log.Debug("gossip metadata update", "err", err)
+	for i, ml := range m.lists {
+		if err := m.announce(ml); err != nil {
+			m.log.Warn("gossip metadata not announced", "link", i, "err", err)
 		}
 	}
+}
+
+// node is the part of a memberlist that announce uses.
+type node interface {
+	UpdateNode(timeout time.Duration) error
+	LocalNode() *memberlist.Node
+}
+
+// announceTries bounds announce's attempts; each loses only to a
+// refutation that raced it, which is rare.
+const announceTries = 5
+
+// announce gossips the current metadata on one link and checks that the
+// link took it. memberlist's UpdateNode picks its incarnation before it
+// takes the node lock; a refutation in between (a restarted member refutes
+// what the others remember of its previous life) takes a higher one, with
+// the old metadata, and UpdateNode's own alive message is then dropped in
+// silence. The others would keep the old metadata until the next change:
+// a restarted agent stayed INITIALIZING to its peers for good.
+func (m *Membership) announce(ml node) error {
+	for range announceTries {
+		// The broadcast is queued whether or not this short wait sees it
+		// sent; the check below is what matters.
+		_ = ml.UpdateNode(time.Millisecond)
+		m.mu.Lock()
+		want := m.meta
+		m.mu.Unlock()
+		if bytes.Equal(ml.LocalNode().Meta, want) {
+			return nil
+		}
+	}
+	return fmt.Errorf("the link kept older metadata after %d tries", announceTries)
 }
 
 func (m *Membership) setMeta(meta Meta) error {
