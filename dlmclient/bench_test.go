@@ -61,7 +61,11 @@ func BenchmarkLocalPairs(b *testing.B) {
 
 // BenchmarkSocketPairs: one session over the socket, one goroutine: every
 // pair is two round trips.
-func BenchmarkSocketPairs(b *testing.B) { socketPairs(b, dialRaw) }
+func BenchmarkSocketPairs(b *testing.B) { socketPairs(b, dialRings) }
+
+// BenchmarkSocketPairsRaw: the same with the raw protocol (frames through
+// the socket).
+func BenchmarkSocketPairsRaw(b *testing.B) { socketPairs(b, dialRaw) }
 
 // BenchmarkSocketPairsPosted: the same with PostUnlocks (one round trip
 // a pair).

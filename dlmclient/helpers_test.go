@@ -66,7 +66,8 @@ func waitFor(tb testing.TB, what string, cond func() bool) {
 }
 
 // rig opens clients on one lock manager: in-process ("local"), or over its
-// socket with the raw protocol ("socket") or gRPC ("grpc").
+// socket with the ring protocol ("socket"), the raw protocol ("raw") or
+// gRPC ("grpc").
 type rig struct {
 	tb   testing.TB
 	srv  *server.Server
@@ -93,6 +94,10 @@ func (r *rig) client() *Client {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		c, err = Dial(ctx, r.path)
+	case "raw":
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err = dialRaw(ctx, r.path)
 	case "grpc":
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -112,7 +117,7 @@ func (r *rig) held() []cluster.LockInfo { return r.srv.Locks().Held }
 
 // both runs f for a Local client rig and a socket one of each protocol.
 func both(t *testing.T, f func(t *testing.T, r *rig)) {
-	for _, kind := range []string{"local", "socket", "grpc"} {
+	for _, kind := range []string{"local", "socket", "raw", "grpc"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
 			f(t, newRig(t, kind))
@@ -148,5 +153,8 @@ func result(t *testing.T, p *Pending) (*Lock, error) {
 	return p.Result()
 }
 
-// dialRaw is Dial with its default options.
-func dialRaw(ctx context.Context, path string) (*Client, error) { return Dial(ctx, path) }
+// dialRaw is Dial with the raw protocol.
+func dialRaw(ctx context.Context, path string) (*Client, error) { return Dial(ctx, path, NoRings()) }
+
+// dialRings is Dial with its default options: shared rings.
+func dialRings(ctx context.Context, path string) (*Client, error) { return Dial(ctx, path) }

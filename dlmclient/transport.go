@@ -1,6 +1,7 @@
 package dlmclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,8 +95,9 @@ type sessionConn interface {
 
 // A DialOption sets how Dial's session works.
 type DialOption struct {
-	spin *time.Duration
-	post bool
+	spin    *time.Duration
+	post    bool
+	noRings bool
 }
 
 // PostUnlocks makes Lock.Unlock of a granted lock with nothing on its way
@@ -121,13 +123,45 @@ func Spin(d time.Duration) DialOption { return DialOption{spin: &d} }
 // MaxSpin bounds Spin.
 const MaxSpin = 10 * time.Millisecond
 
+// NoRings makes the session carry its frames through the socket instead
+// of the memory it shares with the agent: slower, for an agent that cannot
+// share memory (one older than the ring protocol is found out and spoken
+// to without it anyway).
+func NoRings() DialOption { return DialOption{noRings: true} }
+
 // Dial opens a session on the lock manager of the agent whose socket is at
-// path (DATA/dlm.sock), with the socket's raw protocol. ctx bounds the
-// connection, not the session.
+// path (DATA/dlm.sock). Its frames go through two rings in memory shared
+// with the agent (the ring protocol; docs/DLM.md), or with NoRings through
+// the socket (the raw protocol). ctx bounds the connection, not the
+// session.
 func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error) {
 	if err := checkSocket(path); err != nil {
 		return nil, err
 	}
+	rc := &rawConn{spinDue: socket.SpinDue}
+	post, rings := false, true
+	for _, o := range opts {
+		if o.spin != nil {
+			rc.spinDue = min(max(*o.spin, 0), MaxSpin)
+		}
+		post = post || o.post
+		rings = rings && !o.noRings
+	}
+	c, err := dial(ctx, path, rc, rings)
+	var refused *socket.RingRefused
+	if errors.As(err, &refused) {
+		// An agent older than the ring protocol.
+		c, err = dial(ctx, path, &rawConn{spinDue: rc.spinDue}, false)
+	}
+	if err == nil {
+		c.t.(*socketTransport).post = post
+	}
+	return c, err
+}
+
+// dial opens a session through rc, with rings or the raw protocol. An
+// agent that does not speak the ring protocol is a *socket.RingRefused.
+func dial(ctx context.Context, path string, rc *rawConn, rings bool) (*Client, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -135,9 +169,16 @@ func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error)
 	}
 	// The context bounds the opening: a deadline in the past ends a
 	// read or write that waits.
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	var ring atomic.Pointer[socket.RingConn]
+	stop := context.AfterFunc(ctx, func() {
+		nc.SetDeadline(time.Unix(1, 0))
+		if r := ring.Load(); r != nil {
+			r.SetDeadline(time.Unix(1, 0))
+		}
+	})
 	fail := func(err error) (*Client, error) {
 		stop()
+		rc.close()
 		nc.Close()
 		var end *socket.EndError
 		if errors.As(err, &end) {
@@ -148,17 +189,38 @@ func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error)
 		}
 		return nil, dialError(ctx, path, nil, err)
 	}
-	rc := &rawConn{c: nc, spinDue: socket.SpinDue}
-	post := false
-	for _, o := range opts {
-		if o.spin != nil {
-			rc.spinDue = min(max(*o.spin, 0), MaxSpin)
+	if rings {
+		uc, ok := nc.(*net.UnixConn)
+		if !ok {
+			return fail(errors.New("not a Unix socket"))
 		}
-		post = post || o.post
-	}
-	rc.fr = socket.NewFrameReader(socket.NewSpinReader(nc, &clientSpinners, rc.spinBudget))
-	if _, err := io.WriteString(nc, socket.Magic); err != nil {
-		return fail(err)
+		r, err := socket.DialRing(uc, &clientRings, rc.spinBudget)
+		var refused *socket.RingRefused
+		switch {
+		case errors.As(err, &refused) && refused.First&0x80 != 0:
+			// An end frame: the agent says why.
+			rc.fr = socket.NewFrameReader(io.MultiReader(bytes.NewReader([]byte{refused.First}), nc))
+			var first socket.ServerFrame
+			if err := rc.recv(&first); err != nil {
+				return fail(err)
+			}
+			return fail(errors.New("the lock manager answered the ring protocol with a frame"))
+		case errors.As(err, &refused):
+			stop()
+			nc.Close()
+			return nil, err
+		case err != nil:
+			return fail(err)
+		}
+		ring.Store(r)
+		rc.c = r
+		rc.fr = socket.NewFrameReader(r)
+	} else {
+		rc.c = nc
+		rc.fr = socket.NewFrameReader(socket.NewSpinReader(nc, &clientSpinners, rc.spinBudget))
+		if _, err := io.WriteString(nc, socket.Magic); err != nil {
+			return fail(err)
+		}
 	}
 	var first socket.ServerFrame
 	if err := rc.recv(&first); err != nil {
@@ -167,12 +229,8 @@ func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error)
 	if !stop() {
 		return fail(ctx.Err())
 	}
-	nc.SetDeadline(time.Time{})
-	c, err := open(path, rc, &first, fail)
-	if err == nil {
-		c.t.(*socketTransport).post = post
-	}
-	return c, err
+	rc.c.SetDeadline(time.Time{})
+	return open(path, rc, &first, fail)
 }
 
 // DialGRPC is Dial with the socket's gRPC protocol (the service vigil.DLM,
@@ -295,8 +353,12 @@ type rawConn struct {
 	buf     []byte // guarded by socketTransport.sendMu
 }
 
-// clientSpinners is the spin group of the process's sessions.
-var clientSpinners socket.SpinGroup
+// clientSpinners and clientRings are the spin groups of the process's
+// sessions.
+var (
+	clientSpinners socket.SpinGroup
+	clientRings    socket.RingGroup
+)
 
 // spinBudget is how long the reader of r spins (socket.SpinReader): for
 // spinDue while the client waits for the lock manager, else for at most
@@ -331,13 +393,18 @@ func (r *rawConn) recv(f *socket.ServerFrame) error {
 }
 
 func (r *rawConn) closeSend() error {
-	if uc, ok := r.c.(*net.UnixConn); ok {
-		return uc.CloseWrite()
+	if cw, ok := r.c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
 	}
 	return r.c.Close()
 }
 
-func (r *rawConn) close() error { return r.c.Close() }
+func (r *rawConn) close() error {
+	if r.c == nil {
+		return nil
+	}
+	return r.c.Close()
+}
 
 // grpcConn is a session on the socket's gRPC stream.
 type grpcConn struct {

@@ -18,6 +18,7 @@ import (
 )
 
 func TestDialErrors(t *testing.T) {
+	t.Run("rings", func(t *testing.T) { testDialErrors(t, dialRings) })
 	t.Run("raw", func(t *testing.T) { testDialErrors(t, dialRaw) })
 	t.Run("grpc", func(t *testing.T) { testDialErrors(t, DialGRPC) })
 }
@@ -79,7 +80,7 @@ func testDialErrors(t *testing.T, Dial func(context.Context, string) (*Client, e
 // When the agent goes away, the session's locks are lost and the agent
 // released them.
 func TestConnectionLost(t *testing.T) {
-	for _, dial := range []func(context.Context, string) (*Client, error){dialRaw, DialGRPC} {
+	for _, dial := range []func(context.Context, string) (*Client, error){dialRings, dialRaw, DialGRPC} {
 		testConnectionLost(t, dial)
 	}
 }
@@ -130,7 +131,7 @@ func testConnectionLost(t *testing.T, dial func(context.Context, string) (*Clien
 
 // Many goroutines share one session over the socket.
 func TestConcurrentSocketSession(t *testing.T) {
-	for _, kind := range []string{"socket", "grpc"} {
+	for _, kind := range []string{"socket", "raw", "grpc"} {
 		t.Run(kind, func(t *testing.T) { testConcurrentSocketSession(t, kind) })
 	}
 }
@@ -227,7 +228,7 @@ func TestRemoteMaster(t *testing.T) {
 	srvs, v := pair(t)
 	const ls = "fixed.remote" // each resource stays on its hash master
 	res := rootOn(v, ls, "m2")
-	for _, kind := range []string{"local", "socket", "grpc"} {
+	for _, kind := range []string{"local", "socket", "raw", "grpc"} {
 		t.Run(kind, func(t *testing.T) {
 			ctx := ctxT(t)
 			open := func(s *server.Server) *Client {
@@ -238,6 +239,8 @@ func TestRemoteMaster(t *testing.T) {
 					c, err = Local(s)
 				case "socket":
 					c, err = Dial(ctx, serve(t, s))
+				case "raw":
+					c, err = dialRaw(ctx, serve(t, s))
 				default:
 					c, err = DialGRPC(ctx, serve(t, s))
 				}
@@ -334,7 +337,8 @@ func TestPostedUnlock(t *testing.T) {
 	}
 }
 
-// fakeAgent serves one raw session on a socket: it grants every lock and
+// fakeAgent serves one raw session on a socket, as an agent older than the
+// ring protocol (so the client falls back to the raw protocol): it grants every lock and
 // answers every other request with refusal (a lock manager that refuses a
 // release the client could not foresee).
 func fakeAgent(t *testing.T, refusal socket.Message) (path string, ended <-chan error) {
@@ -347,17 +351,26 @@ func fakeAgent(t *testing.T, refusal socket.Message) (path string, ended <-chan 
 	t.Cleanup(func() { ln.Close() })
 	done := make(chan error, 1)
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- err
-			return
+		var c net.Conn
+		for {
+			var err error
+			if c, err = ln.Accept(); err != nil {
+				done <- err
+				return
+			}
+			magic := make([]byte, len(socket.Magic))
+			if _, err := io.ReadFull(c, magic); err != nil {
+				done <- err
+				return
+			}
+			if string(magic) == socket.Magic {
+				break
+			}
+			// An agent older than the ring protocol.
+			io.WriteString(c, "vigil lock manager socket: unknown protocol\n")
+			c.Close()
 		}
 		defer c.Close()
-		magic := make([]byte, len(socket.Magic))
-		if _, err := io.ReadFull(c, magic); err != nil {
-			done <- err
-			return
-		}
 		send := func(msgs ...socket.Message) error {
 			_, err := c.Write(socket.AppendRawMessages(nil, msgs))
 			return err

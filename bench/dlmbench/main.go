@@ -31,11 +31,12 @@ import (
 )
 
 // spin is --spin: the clients' dlmclient.Spin; shared is --shared;
-// posted is --posted.
+// posted is --posted; raw is --raw.
 var (
 	spin   time.Duration
 	shared bool
 	posted bool
+	raw    bool
 )
 
 // dial opens a session on the socket at sock with the flags' options.
@@ -43,6 +44,9 @@ func dial(ctx context.Context, sock string) (*dlmclient.Client, error) {
 	opts := []dlmclient.DialOption{dlmclient.Spin(spin)}
 	if posted {
 		opts = append(opts, dlmclient.PostUnlocks())
+	}
+	if raw {
+		opts = append(opts, dlmclient.NoRings())
 	}
 	return dlmclient.Dial(ctx, sock, opts...)
 }
@@ -77,6 +81,7 @@ func main() {
 	inAgent := flag.Bool("in-agent", false, "time sessions in m1's agent process (vigil locks probe: the Go package, no socket) instead of clients on its socket; --n locks per worker and master")
 	hold := flag.Int("hold", 0, "instead of the throughput run: take this many EX locks on distinct resources through m1's socket, hold them, and report each agent's resident memory")
 	flag.BoolVar(&posted, "posted", false, "the clients post their unlocks (dlmclient.PostUnlocks: one round trip a pair)")
+	flag.BoolVar(&raw, "raw", false, "the clients' frames go through the socket (dlmclient.NoRings: the raw protocol) instead of the rings in memory they share with the agent")
 	flag.BoolVar(&shared, "shared", false, "the workers share one session (each still locks its own resource); without it each has its own")
 	flag.DurationVar(&spin, "spin", socket.SpinDue, "how long each session's reader polls the socket while it waits (dlmclient.Spin; 0: never)")
 	fixed := flag.Bool("fixed", false, "use lockspace \"fixed.bench\" (in-agent: \"fixed.vigil-probe\"), whose resources stay on their hash masters, instead of a lockspace whose resources move to the member that uses them")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -78,6 +79,20 @@ func (l *listener) track(c net.Conn) bool {
 	return true
 }
 
+// swap makes Close end rc instead of c (a ring session's connection, whose
+// reader does not watch the socket while messages flow); false when
+// closed.
+func (l *listener) swap(c, rc net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	delete(l.conns, c)
+	l.conns[rc] = struct{}{}
+	return true
+}
+
 func (l *listener) untrack(c net.Conn) {
 	l.mu.Lock()
 	delete(l.conns, c)
@@ -105,6 +120,10 @@ func (l *listener) handle(c net.Conn) {
 		}
 	case proto == protoRaw:
 		l.svc.raw(&prefixConn{Conn: c, pre: got})
+		l.untrack(c)
+		c.Close()
+	case proto == protoRing:
+		l.svc.ring(c, l.swap)
 		l.untrack(c)
 		c.Close()
 	default:
@@ -154,6 +173,41 @@ func (s *service) raw(c net.Conn) {
 	if sr != nil {
 		st.kick, stopRead = sr.Kick, sr.Stop
 	}
+	s.serveRaw(c, w, st, stopRead)
+}
+
+// agentRings is the ring group of the agent's session readers.
+var agentRings RingGroup
+
+// ring serves a session of the ring protocol on c, whose magic was read;
+// swap trades connections in the listener's (listener.swap).
+func (s *service) ring(c net.Conn, swap func(old, new net.Conn) bool) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.SetWriteDeadline(time.Now().Add(endWait))
+		c.Write(AppendEndFrame(nil, "shared rings need a Unix socket: dial with the raw protocol ("+strconv.Quote(Magic)+")"))
+		return
+	}
+	var st *stream
+	rc, err := ServeRing(uc, &agentRings, func() time.Duration { return st.spinBudget() })
+	if err != nil {
+		s.log.Warn("dlm session refused", "err", err)
+		return
+	}
+	defer rc.Close()
+	if !swap(c, rc) {
+		return
+	}
+	defer swap(rc, c)
+	w := &rawWire{c: rc, clean: true}
+	st = newStream(w, s.log)
+	w.fr = NewFrameReader(rc)
+	st.kick = rc.Kick
+	s.serveRaw(rc, w, st, rc.Stop)
+}
+
+// serveRaw serves a session of raw frames on c.
+func (s *service) serveRaw(c net.Conn, w *rawWire, st *stream, stopRead func()) {
 	if err := st.open(s.srv); err != nil {
 		s.log.Info("dlm session refused", "err", err)
 		w.end(err)

@@ -201,13 +201,14 @@ func AppendEndFrame(b []byte, reason string) []byte {
 
 // errUnknownProtocol is written, as one line, to a connection that opens
 // with neither Preface nor Magic.
-var errUnknownProtocol = fmt.Sprintf("vigil lock manager socket: unknown protocol: open the connection with the HTTP/2 preface (gRPC service %s) or with %q followed by frames of a 4-byte big-endian length and JSON (docs/DLM.md)\n", ServiceName, Magic)
+var errUnknownProtocol = fmt.Sprintf("vigil lock manager socket: unknown protocol: open the connection with the HTTP/2 preface (gRPC service %s), with %q (shared rings) or with %q followed by frames of a 4-byte big-endian length and JSON (docs/DLM.md)\n", ServiceName, MagicRing, Magic)
 
 // Protocols a connection opens with.
 const (
 	protoUnknown = iota
 	protoGRPC
 	protoRaw
+	protoRing
 )
 
 // sniff reads a connection's first bytes: the protocol, and the bytes read
@@ -225,9 +226,12 @@ func sniff(c net.Conn) (proto int, got []byte, err error) {
 		switch {
 		case n >= len(Magic) && string(b[:len(Magic)]) == Magic:
 			return protoRaw, append([]byte(nil), b[len(Magic):]...), nil
+		case n >= len(MagicRing) && string(b[:len(MagicRing)]) == MagicRing:
+			// The client waits for the ring before it writes more.
+			return protoRing, nil, nil
 		case n == len(Preface) && string(b) == Preface:
 			return protoGRPC, append([]byte(nil), b...), nil
-		case !isPrefix(b, Magic) && !isPrefix(b, Preface):
+		case !isPrefix(b, Magic) && !isPrefix(b, MagicRing) && !isPrefix(b, Preface):
 			return protoUnknown, nil, nil
 		case err != nil:
 			return protoUnknown, nil, err
