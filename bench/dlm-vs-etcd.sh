@@ -10,8 +10,9 @@
 # on its hash master: two of three are remote); and both systems once more
 # with one session (etcd: one client and one session) that the workers
 # share, each still locking its own name; and vigil's socket clients with
-# posted unlocks (dlmclient.PostUnlocks). Prints the JSON lines and the
-# ratios. Needs bin/vigil (make build) and etcd
+# posted unlocks (dlmclient.PostUnlocks), and with the raw protocol
+# (dlmclient.NoRings: frames through the socket, not shared rings). Prints
+# the JSON lines and the ratios. Needs bin/vigil (make build) and etcd
 # (apt-get install etcd-server etcd-client).
 #
 #   bench/dlm-vs-etcd.sh [WORKERS [DURATION]]     (default 4 10s)
@@ -36,6 +37,8 @@ echo "dlm-vs-etcd: vigil in the agent (Go package), fixed lockspace, $workers wo
 vaf=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --in-agent --fixed --n 5000)
 echo "dlm-vs-etcd: vigil socket, posted unlocks, $workers workers, $duration" >&2
 vp=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --duration "$duration" --posted)
+echo "dlm-vs-etcd: vigil socket, raw protocol, $workers workers, $duration" >&2
+vr=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --duration "$duration" --raw)
 echo "dlm-vs-etcd: vigil socket, one session shared by $workers workers, $duration" >&2
 vs=$("$root/bin/dlmbench" --vigil "$root/bin/vigil" --workers "$workers" --duration "$duration" --shared)
 echo "dlm-vs-etcd: etcd, $workers workers, $duration" >&2
@@ -48,11 +51,12 @@ echo "$va"
 echo "$vaf"
 echo "$vp"
 echo "$vs"
+echo "$vr"
 echo "$e"
 echo "$es"
-python3 - "$v" "$vf" "$va" "$vaf" "$vp" "$vs" "$e" "$es" <<'PY'
+python3 - "$v" "$vf" "$va" "$vaf" "$vp" "$vs" "$vr" "$e" "$es" <<'PY'
 import json, sys
-v, vf, va, vaf, vp, vs, e, es = (json.loads(a) for a in sys.argv[1:9])
+v, vf, va, vaf, vp, vs, vr, e, es = (json.loads(a) for a in sys.argv[1:10])
 def line(name, r, e=e, what="etcd's"):
     ratio = r["pairs_per_sec"] / e["pairs_per_sec"] if e["pairs_per_sec"] else float("inf")
     print(f"{name}: {r['pairs_per_sec']:.0f} pairs/s (p50 {r['p50_us']:.0f} µs) = {ratio:.0f}x {what} {e['pairs_per_sec']:.0f} pairs/s (p50 {e['p50_us']:.0f} µs)")
@@ -61,5 +65,6 @@ line("vigil socket, fixed lockspace (2 of 3 remote)", vf)
 line("vigil in the agent (resources mastered where used)", va)
 line("vigil in the agent, fixed lockspace (2 of 3 remote)", vaf)
 line("vigil socket, posted unlocks (dlmclient.PostUnlocks)", vp)
+line("vigil socket, raw protocol (dlmclient.NoRings)", vr)
 line("vigil socket, one session shared by the workers", vs, es, "etcd's with one client and session shared,")
 PY

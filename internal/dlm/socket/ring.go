@@ -253,6 +253,10 @@ func mono() int64 { return int64(time.Since(epoch)) }
 
 const closedBit = 1 << 62
 
+// fullSpin is how long a writer that finds the ring full spins for room
+// before it sleeps.
+const fullSpin = 500 * time.Microsecond
+
 // ServeRing makes the agent's side of a ring session on c, whose magic
 // was read: it creates the shared memory and passes it to the client.
 // When it cannot, it tells the client why in an end frame and returns the
@@ -616,30 +620,35 @@ func (r *RingConn) Write(b []byte) (int, error) {
 	defer r.exit()
 	written := 0
 	var wait time.Duration
+	var full int64 // since when the ring is full (mono)
 	for len(b) > 0 {
 		n, err := r.out.write(b)
 		if err != nil {
 			return written, err
 		}
 		if n > 0 {
-			b, written, wait = b[n:], written+n, 0
+			b, written, wait, full = b[n:], written+n, 0, 0
 			r.last.Store(mono())
 			r.ring()
 			continue
 		}
-		// The ring is full: the reader is behind. Wait, a little longer
-		// each time, for room.
+		// The ring is full: the reader is behind. A reader at work
+		// empties it in microseconds, so spin a while; then sleep, a
+		// little longer each time (a reader that does not read).
 		if dl := r.wdeadline.Load(); dl != 0 && time.Now().UnixNano() >= dl {
 			return written, r.opError("write", os.ErrDeadlineExceeded)
 		}
 		if r.refs.Load()&closedBit != 0 {
 			return written, r.opError("write", net.ErrClosed)
 		}
-		if wait == 0 {
+		if full == 0 {
+			full = mono()
+		}
+		if mono()-full < int64(fullSpin) {
 			runtime.Gosched()
-			wait = time.Microsecond
 			continue
 		}
+		wait = max(wait, fullSpin/8)
 		time.Sleep(wait)
 		wait = min(2*wait, time.Millisecond)
 	}
