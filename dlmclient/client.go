@@ -3,8 +3,9 @@
 // notifications, sub-locks and fencing tokens, held by a session on this
 // member's agent.
 //
-// A [Client] is one session: [Dial] opens it over the agent's Unix socket
-// (DATA/dlm.sock, root only) with the socket's raw protocol, [DialGRPC]
+// A [Client] is one session: [Dial] opens it through the agent's Unix
+// socket (DATA/dlm.sock, root only) and memory the agent shares with the
+// session (the socket's ring protocol; [NoRings]: its raw protocol), [DialGRPC]
 // with its gRPC service (slower; what other languages use), [Local]
 // directly on a lock manager in the same process (the agent's own code,
 // benchmarks). All have the same API.

@@ -110,14 +110,17 @@ type DialOption struct {
 // Client.Sync says that, for every release sent before it.
 func PostUnlocks() DialOption { return DialOption{post: true} }
 
-// Spin sets how long the session's reader polls the socket while the
-// session waits for the lock manager (an answer, or a request's
-// completion), before it waits in the runtime's network poller; it then
-// polls for at most socket.SpinLinger after each message. Polling costs
-// the CPU it spins for and saves the wake-ups that, on a small virtual
-// machine, cost more than a lock (docs/DLM.md, "Spinning"). The default is
-// socket.SpinDue (1ms, long enough for a lock mastered across a LAN); 0
-// never polls; more than MaxSpin is MaxSpin.
+// Spin sets how long the session's reader watches for the lock manager's
+// next message (in the memory shared with the agent, or with NoRings by
+// polling the socket) while the session waits for it (an answer, or a
+// request's completion), counted from the last message either way, before
+// it waits in the runtime's network poller; when nothing is due it watches
+// for at most socket.SpinLinger. Watching costs the CPU it spins for and
+// saves the wake-ups that, on a small virtual machine, cost more than a
+// lock (docs/DLM.md, "Spinning" and "Shared rings"). The readers of a
+// process's sessions watch by turns: one spins and watches the others.
+// The default is socket.SpinDue (1ms, long enough for a lock mastered
+// across a LAN); 0 never watches; more than MaxSpin is MaxSpin.
 func Spin(d time.Duration) DialOption { return DialOption{spin: &d} }
 
 // MaxSpin bounds Spin.

@@ -63,9 +63,11 @@ type Member struct {
 	// (whole seconds, such as 2s).
 	Watchdog        string `yaml:"watchdog,omitempty"`
 	WatchdogTimeout string `yaml:"watchdog_timeout,omitempty"`
-	// DLMSpin is how long the lock manager polls a client's socket for
-	// its next request after one, before it waits in the network poller
-	// (docs/DLM.md, "Spinning"): from 0 (never) to 1ms, default 200us.
+	// DLMSpin is how long the lock manager watches for a client's next
+	// request after the last message either way (in the memory it shares
+	// with the client, or by polling the socket), before it waits in the
+	// network poller (docs/DLM.md, "Spinning" and "Shared rings"): from 0
+	// (never) to 1ms, default 200us.
 	DLMSpin string `yaml:"dlm_spin,omitempty"`
 }
 

@@ -3,7 +3,7 @@
 // which the processes of a member (the Go package dlmclient, `vigil lock`)
 // take locks. It owns the wire messages ([Request], [Message] and their
 // frames, encoded as JSON by a codec of its own, with no generated code),
-// their validation, the two protocols that carry them, and one session of
+// their validation, the three protocols that carry them, and one session of
 // the lock manager per stream.
 //
 // It must not hold lock state or decide anything about locks: every
@@ -11,7 +11,7 @@
 // create or secure the socket: the agent listens (root only) and calls
 // [Serve].
 //
-// # Two protocols on one socket
+// # Three protocols on one socket
 //
 // [Serve] reads the first bytes of every connection. [Preface], the
 // HTTP/2 client preface, goes to the gRPC service vigil.DLM: its one
@@ -20,9 +20,12 @@
 // raw protocol: the same frames, each after its length (4 bytes,
 // big-endian, at most [MaxFrame]), with nothing else on the connection;
 // the server's last frame may be an end frame ([EndBit]) saying why it
-// ended the session. The raw protocol is what dlmclient speaks: it spares
-// HTTP/2's hand-offs and wake-ups. Anything else is told so in one line
-// and closed.
+// ended the session. [MagicRing] opens the ring protocol, which dlmclient
+// speaks: the raw protocol's frames, through two rings in memory the agent
+// shares with the client (ring.go), with the socket left for doorbells
+// and for the session's end. Both spare HTTP/2's hand-offs and wake-ups;
+// the rings also spare a system call per message and per look. Anything
+// else is told so in one line and closed.
 //
 // # The session
 //
@@ -43,7 +46,7 @@
 //
 // The server side of a session has a reader goroutine, which decodes
 // requests and calls the session, and a writer goroutine, which sends what
-// the reader does not. On a raw connection the reader itself writes the
+// the reader does not. On a raw or ring connection the reader itself writes the
 // answers and events queued once it has run the frames it received (one
 // write), unless a write is under way; the writer is woken only for events
 // that come on their own (grants after a wait, blocking notifications), or

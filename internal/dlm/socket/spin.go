@@ -34,8 +34,9 @@ import (
 // ends: milliseconds).
 
 // Spin is how long the agent's reader of a session spins for its next
-// request after one, in nanoseconds: the agent's dlm_spin (0: never). It
-// is the process's: set it before serving.
+// request after one (a ring reader: after the last message either way),
+// in nanoseconds: the agent's dlm_spin (0: never). It is the process's:
+// set it before serving.
 var Spin atomic.Int64
 
 // DefaultSpin is Spin's default (config.DefaultDLMSpin).
