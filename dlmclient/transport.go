@@ -1,7 +1,6 @@
 package dlmclient
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -153,7 +152,6 @@ func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error)
 	c, err := dial(ctx, path, rc, rings)
 	var refused *socket.RingRefused
 	if errors.As(err, &refused) {
-		// An agent older than the ring protocol.
 		c, err = dial(ctx, path, &rawConn{spinDue: rc.spinDue}, false)
 	}
 	if err == nil {
@@ -163,7 +161,8 @@ func Dial(ctx context.Context, path string, opts ...DialOption) (*Client, error)
 }
 
 // dial opens a session through rc, with rings or the raw protocol. An
-// agent that does not speak the ring protocol is a *socket.RingRefused.
+// agent that does not open a ring (older than the ring protocol, or out of
+// memory or descriptors) is a *socket.RingRefused.
 func dial(ctx context.Context, path string, rc *rawConn, rings bool) (*Client, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", path)
@@ -200,15 +199,9 @@ func dial(ctx context.Context, path string, rc *rawConn, rings bool) (*Client, e
 		r, err := socket.DialRing(uc, &clientRings, rc.spinBudget)
 		var refused *socket.RingRefused
 		switch {
-		case errors.As(err, &refused) && refused.First&0x80 != 0:
-			// An end frame: the agent says why.
-			rc.fr = socket.NewFrameReader(io.MultiReader(bytes.NewReader([]byte{refused.First}), nc))
-			var first socket.ServerFrame
-			if err := rc.recv(&first); err != nil {
-				return fail(err)
-			}
-			return fail(errors.New("the lock manager answered the ring protocol with a frame"))
 		case errors.As(err, &refused):
+			// An agent older than the ring protocol, or one that cannot
+			// share memory now (it says why in its log).
 			stop()
 			nc.Close()
 			return nil, err

@@ -174,10 +174,11 @@ func (g *RingGroup) dismiss(c *RingConn, why int32) bool {
 }
 
 // sweep is the leader's look at its followers: it wakes those whose rings
-// have data and parks the idle ones. It says whether the leader should
-// give up the lead (it is idle itself or stopped): then it hands the lead
-// to a follower, if one is left.
-func (g *RingGroup) sweep(r *RingConn, now int64) (done bool) {
+// have data and parks the idle ones. Unless the leader's own ring has data
+// (ready), it says whether the leader should give up the lead (it is
+// idle, stopped or past its read deadline); either way it then hands the
+// lead to a follower, if one is left.
+func (g *RingGroup) sweep(r *RingConn, now int64, ready bool) (done bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for c := range g.followers {
@@ -188,7 +189,7 @@ func (g *RingGroup) sweep(r *RingConn, now int64) (done bool) {
 			g.dismiss(c, wakePark)
 		}
 	}
-	if r.active(now) && !r.stopped.Load() {
+	if !ready && r.active(now) && !r.stopped.Load() && !r.late() {
 		return false
 	}
 	g.handOff()
@@ -228,12 +229,16 @@ type RingConn struct {
 
 	// Read deadlines and kicks, as SpinReader's: a socket read deadline
 	// in the past wakes a parked read.
-	dmu      sync.Mutex
-	kicked   bool      // guarded by dmu
-	deadline time.Time // guarded by dmu: the owner's read deadline
-	stopped  atomic.Bool
-	eof      bool // the socket ended (reader)
-	bell     [64]byte
+	dmu       sync.Mutex
+	kicked    bool      // guarded by dmu
+	deadline  time.Time // guarded by dmu: the owner's read deadline
+	stopped   atomic.Bool
+	rdeadline atomic.Int64 // deadline, in unix nanoseconds; 0: none
+	eof       bool         // the socket ended (reader)
+	// gone is set when the reader finds the socket ended or broken: a
+	// writer waiting for room then stops waiting.
+	gone atomic.Bool
+	bell [64]byte
 
 	wmu       sync.Mutex
 	wdeadline atomic.Int64 // unix nanoseconds; 0: none
@@ -430,6 +435,11 @@ func (r *RingConn) SetDeadline(t time.Time) error {
 func (r *RingConn) SetReadDeadline(t time.Time) error {
 	r.dmu.Lock()
 	r.deadline = t
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	r.rdeadline.Store(ns)
 	var err error
 	if !r.kicked {
 		err = r.uc.SetReadDeadline(t)
@@ -443,9 +453,8 @@ func (r *RingConn) SetReadDeadline(t time.Time) error {
 
 // late says whether the owner's read deadline has passed.
 func (r *RingConn) late() bool {
-	r.dmu.Lock()
-	defer r.dmu.Unlock()
-	return !r.deadline.IsZero() && !time.Now().Before(r.deadline)
+	dl := r.rdeadline.Load()
+	return dl != 0 && time.Now().UnixNano() >= dl
 }
 
 // dismiss wakes the reader if it follows.
@@ -569,12 +578,10 @@ func (r *RingConn) wait() error {
 func (r *RingConn) lead() error {
 	for i := 0; ; i++ {
 		if r.ready() {
-			r.g.mu.Lock()
-			r.g.handOff()
-			r.g.mu.Unlock()
+			r.g.sweep(r, mono(), true)
 			return nil
 		}
-		if i&15 == 15 && r.g.sweep(r, mono()) {
+		if i&15 == 15 && r.g.sweep(r, mono(), false) {
 			return r.park()
 		}
 		runtime.Gosched()
@@ -595,6 +602,7 @@ func (r *RingConn) park() error {
 		return nil
 	case errors.Is(err, io.EOF):
 		r.eof = true
+		r.gone.Store(true)
 		return nil
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		r.dmu.Lock()
@@ -607,7 +615,9 @@ func (r *RingConn) park() error {
 		if kicked {
 			return nil
 		}
+		return err
 	}
+	r.gone.Store(true)
 	return err
 }
 
@@ -641,6 +651,9 @@ func (r *RingConn) Write(b []byte) (int, error) {
 		if r.refs.Load()&closedBit != 0 {
 			return written, r.opError("write", net.ErrClosed)
 		}
+		if r.gone.Load() {
+			return written, r.opError("write", syscall.EPIPE)
+		}
 		if full == 0 {
 			full = mono()
 		}
@@ -662,8 +675,14 @@ func (r *RingConn) ring() {
 	if r.wstate.Load() != readerParked || !r.wstate.CompareAndSwap(readerParked, readerAwake) {
 		return
 	}
+	var err error
 	r.rc.Write(func(fd uintptr) bool {
-		unix.Write(int(fd), []byte{1})
-		return true
+		_, err = unix.Write(int(fd), []byte{1})
+		return err != unix.EINTR
 	})
+	if err != nil && err != unix.EAGAIN {
+		// No doorbell went (EAGAIN: the socket holds unread ones): the
+		// next write rings again.
+		r.wstate.CompareAndSwap(readerAwake, readerParked)
+	}
 }

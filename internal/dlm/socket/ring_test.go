@@ -246,3 +246,26 @@ func TestRingRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestRingWriterPeerGone: a writer waiting for room in a full ring stops
+// when its side's reader finds the peer gone.
+func TestRingWriterPeerGone(t *testing.T) {
+	var ag, cg RingGroup
+	agent, client := ringPair(t, &ag, &cg, 0)
+	go io.Copy(io.Discard, client) // the client's reader
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := client.Write(make([]byte, 3*RingSize))
+		wrote <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	agent.Close()
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Fatal("a write into a ring nobody reads succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the writer still waits for room after the agent went away")
+	}
+}
