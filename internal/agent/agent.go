@@ -92,6 +92,10 @@ type Agent struct {
 	storeReady atomic.Pointer[cdb.Store]
 	// lastLeader is the last director this member knew of.
 	lastLeader atomic.Pointer[string]
+	// dgrams holds this member's renewal datagrams in flight; datagramsReady
+	// says that onDatagram may use the agent (datagram.go).
+	dgrams         datagrams
+	datagramsReady atomic.Bool
 
 	// The lock manager (dlm.go).
 	dlm             *server.Server
@@ -218,9 +222,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	a.ml, err = membership.Start(membership.Options{
 		Name: a.cfg.Name, Links: a.cfg.Links, Key: a.currentKey(), ExtraKeys: readNextKey(a.dir), Profile: a.prof, Logger: a.log,
-		Meta:     membership.Meta{ID: a.cfg.ID, ClusterID: a.cfg.ClusterID, AgentState: client.AgentInitializing, API: a.cfg.API},
-		Debug:    func() bool { return a.level.Level() <= slog.LevelDebug },
-		OnChange: a.poke,
+		Meta:      membership.Meta{ID: a.cfg.ID, ClusterID: a.cfg.ClusterID, AgentState: client.AgentInitializing, API: a.cfg.API},
+		Debug:     func() bool { return a.level.Level() <= slog.LevelDebug },
+		OnChange:  a.poke,
+		OnMessage: a.onDatagram,
 	})
 	if err != nil {
 		return fmt.Errorf("membership: %w", err)
@@ -236,7 +241,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	go a.joinLoop(ctx)
+	a.datagramsReady.Store(true)
 	go a.leaseLoop(ctx)
+	go a.datagramLoop(ctx)
 	go a.directorLoop(ctx)
 	go a.dlmLoop(ctx)
 	go a.dlmDeadlockLoop(ctx)

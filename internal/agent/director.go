@@ -35,6 +35,7 @@ type term struct {
 	states   map[string]director.MemberState // the last state the director saw; guarded by mu
 	discFrom map[string]time.Time            // since when a member has reported no public link; guarded by mu
 	incs     map[string]uint64               // the lock manager incarnation of each member's renewals this term; guarded by mu
+	sent     map[string]int64                // the Sent of each member's latest renewal datagram this term; guarded by mu
 }
 
 // disconnected reports whether member has reported no public link for at
@@ -80,14 +81,28 @@ func (t *term) begin(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.start.IsZero() {
-		t.start, t.renewals, t.incs = now, map[string]time.Time{}, map[string]uint64{}
+		t.start, t.renewals, t.incs, t.sent = now, map[string]time.Time{}, map[string]uint64{}, map[string]int64{}
 	}
 }
 
 func (t *term) end() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.start, t.renewals, t.incs = time.Time{}, nil, nil
+	t.start, t.renewals, t.incs, t.sent = time.Time{}, nil, nil, nil
+}
+
+// grantSent is grant for a renewal datagram sent at sent: it fails, too,
+// for one not newer than the member's latest this term (a duplicate or a
+// replay).
+func (t *term) grantSent(member string, sent int64, now time.Time, links []bool, inc uint64) bool {
+	t.mu.Lock()
+	if t.start.IsZero() || sent <= t.sent[member] {
+		t.mu.Unlock()
+		return false
+	}
+	t.sent[member] = sent
+	t.mu.Unlock()
+	return t.grant(member, now, links, inc)
 }
 
 // grant records a renewal, with the incarnation of the member's lock

@@ -86,6 +86,10 @@ type Options struct {
 	Debug func() bool
 	// OnChange is called (from memberlist's goroutines) after any change.
 	OnChange func()
+	// OnMessage is called (from memberlist's goroutines, which it must
+	// not hold up) with each datagram that another member's Send sent on
+	// link.
+	OnMessage func(link int, msg []byte)
 }
 
 // Membership is the member's liveness view over all its links.
@@ -155,7 +159,7 @@ func (m *Membership) config(i int, addr string) *memberlist.Config {
 	c.DisableTcpPings = true
 	c.Keyring = m.keyring
 	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
-	c.Delegate = &delegate{m: m}
+	c.Delegate = &delegate{m: m, link: i}
 	c.Events = &events{m: m, link: i}
 	c.Logger = log.New(&logFilter{log: m.log, link: i, debug: m.opts.Debug, rejected: &m.rejected}, "", 0)
 	return c
@@ -269,6 +273,34 @@ func (m *Membership) Peers() map[string]Peer {
 	return out
 }
 
+// Send sends msg to peer on link as one datagram, sealed with the cluster
+// key like the gossip (so only a member can have sent it), whatever
+// gossip thinks of the peer: it goes to the address the peer last had on
+// that link. Nothing says whether it arrived.
+func (m *Membership) Send(peer string, link int, msg []byte) error {
+	if link < 0 || link >= len(m.lists) {
+		return fmt.Errorf("no link %d", link)
+	}
+	ml := m.lists[link]
+	for _, n := range ml.Members() {
+		if n.Name == peer {
+			return ml.SendBestEffort(n, msg)
+		}
+	}
+	m.mu.Lock()
+	var addr string
+	if p, ok := m.peers[peer]; ok && link < len(p.Links) {
+		addr = p.Links[link].Addr
+	}
+	m.mu.Unlock()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("no address of %s on link %d", peer, link)
+	}
+	pn, _ := strconv.Atoi(port)
+	return ml.SendBestEffort(&memberlist.Node{Name: peer, Addr: net.ParseIP(host), Port: uint16(pn)}, msg)
+}
+
 // Leave announces a graceful departure on every link.
 func (m *Membership) Leave(timeout time.Duration) {
 	for _, ml := range m.lists {
@@ -320,7 +352,10 @@ func (e *events) NotifyJoin(n *memberlist.Node)   { e.m.update(e.link, n, true) 
 func (e *events) NotifyLeave(n *memberlist.Node)  { e.m.update(e.link, n, false) }
 func (e *events) NotifyUpdate(n *memberlist.Node) { e.m.update(e.link, n, true) }
 
-type delegate struct{ m *Membership }
+type delegate struct {
+	m    *Membership
+	link int
+}
 
 func (d *delegate) NodeMeta(limit int) []byte {
 	d.m.mu.Lock()
@@ -330,7 +365,14 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	}
 	return append([]byte(nil), d.m.meta...)
 }
-func (d *delegate) NotifyMsg([]byte)                           {}
+
+// NotifyMsg hands a datagram of Send's to OnMessage.
+func (d *delegate) NotifyMsg(b []byte) {
+	if d.m.opts.OnMessage != nil && len(b) > 0 {
+		d.m.opts.OnMessage(d.link, append([]byte(nil), b...))
+	}
+}
+
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
