@@ -349,6 +349,27 @@ func TestLabFaults3(t *testing.T) {
 			t.Error("no answer after loss")
 		}
 	})
+	t.Run("loss-at-director", func(t *testing.T) {
+		// 30% loss each way at the director. Renewals over TCP alone
+		// stalled behind retransmissions past the lease, and the director
+		// fenced a healthy owner (docs/BUGS.md); renewals by datagram get
+		// through. Nobody may be fenced, and web stays where it runs.
+		d := directorOf(t, l)
+		must(t, l.Netem(d, 30, 0))
+		time.Sleep(20 * time.Second)
+		must(t, l.Netem(d, 0, 0))
+		s, err := l.State()
+		must(t, err)
+		for _, m := range s.Members {
+			if !m.On || m.Agent == 0 {
+				t.Errorf("%s was fenced (powered off) while the director %s had 30%% loss", m.Name, d)
+			}
+		}
+		must(t, l.WaitMembers(ctx, 3, 60*time.Second))
+		if who, _ := answerer(t, l, "", 10*time.Second); who != owner {
+			t.Errorf("web moved from %s to %s while the director %s had 30%% loss", owner, who, d)
+		}
+	})
 	t.Run("delay", func(t *testing.T) {
 		if !lab.NetemAvailable() {
 			t.Skip("this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM): delay cannot run here; loss uses nftables instead")
