@@ -117,9 +117,14 @@ func ephemeralLow() int {
 	return n
 }
 
-func (c *Cluster) ports(i int) (string, string, error) {
+// ports picks member i's gossip address and API address (i < 0: a further
+// link's gossip address, and an API address to ignore). taken holds the
+// ports already picked for the member, which are not bound yet: none is
+// picked twice (a second link's cluster port once fell on the API port).
+func (c *Cluster) ports(i int, taken map[int]bool) (string, string, error) {
 	if c.opts.BasePort != 0 && i >= 0 {
 		p := c.opts.BasePort + 10*i
+		taken[p], taken[p+1], taken[p+5] = true, true, true
 		return fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", p+5), nil
 	}
 	// Two adjacent free ports for gossip and Raft, one for the API, below
@@ -145,9 +150,10 @@ func (c *Cluster) ports(i int) (string, string, error) {
 	for try := 0; try < 200; try++ {
 		p := portFloor + rand.IntN(hi-portFloor)
 		a := portFloor + rand.IntN(hi-portFloor)
-		if a == p || a == p+1 || !free(p, true) || !free(p+1, true) || !free(a, false) {
+		if a == p || a == p+1 || taken[p] || taken[p+1] || taken[a] || !free(p, true) || !free(p+1, true) || !free(a, false) {
 			continue
 		}
+		taken[p], taken[p+1], taken[a] = true, true, true
 		return fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", a), nil
 	}
 	return "", "", fmt.Errorf("no free ports found")
@@ -170,13 +176,14 @@ func (c *Cluster) CLI(ctx context.Context, i int, args ...string) (string, error
 // Add creates (first member) or joins a new member and starts its agent.
 func (c *Cluster) Add(ctx context.Context, witness bool, extra ...string) (*Member, error) {
 	i := len(c.Members)
-	addr, api, err := c.ports(i)
+	taken := map[int]bool{}
+	addr, api, err := c.ports(i, taken)
 	if err != nil {
 		return nil, err
 	}
 	m := &Member{Name: fmt.Sprintf("m%d", i+1), Dir: filepath.Join(c.opts.Dir, fmt.Sprintf("m%d", i+1)), Address: addr, API: api, Links: []string{addr}}
 	for l := 1; l < c.opts.Links; l++ {
-		extra, _, err := c.ports(-1)
+		extra, _, err := c.ports(-1, taken)
 		if err != nil {
 			return nil, err
 		}
