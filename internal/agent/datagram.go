@@ -17,10 +17,12 @@ import (
 // 30% loss each way the director heard nothing from a healthy member for
 // more than a lease, found it DOWN and fenced it (docs/BUGS.md). So each
 // member also sends its renewal as a datagram on every link, four times a
-// renewal period, through the gossip layer (sealed with the cluster key);
-// the director grants each one it takes by a datagram back. Each datagram
-// stands alone: at 30% loss each way, the chance that all sixteen round
-// trips of a lan lease are lost is below one in ten thousand.
+// renewal period, through the gossip layer (sealed with the cluster key).
+// The director grants one, by a datagram back, only when it has not
+// renewed the member for a renewal period by either path: the datagrams
+// stand in for the renewals that do not come, and the member is renewed
+// no more often than before (more often would make the director find a
+// crashed member DOWN later: it waits a lease after the last renewal).
 //
 // The lease's rules are the same on both paths: the director grants only
 // while it is the settled director and the member is not fenced (a fenced
@@ -271,7 +273,7 @@ func (a *Agent) grantDatagram(link int, r *renewRequest) {
 	if !member || fenced {
 		return
 	}
-	if !a.term.grantSent(r.Member, r.Sent, now, r.Links, r.DLM) {
+	if !a.term.grantSent(r.Member, r.Sent, now, r.Links, r.DLM, a.prof.Renew) {
 		return
 	}
 	g := renewGrant{Member: r.Member, Sent: r.Sent, Index: a.store.FSMIndex()}

@@ -72,31 +72,42 @@ func FuzzDecodeDatagram(f *testing.F) {
 func TestGrantSentRefusesReplays(t *testing.T) {
 	var tm term
 	now := time.Now()
-	if tm.grantSent("m2", 10, now, nil, 0) {
+	const every = 200 * time.Millisecond
+	if tm.grantSent("m2", 10, now, nil, 0, every) {
 		t.Fatal("granted outside a term")
 	}
 	tm.begin(now)
 	for _, tc := range []struct {
 		member string
 		sent   int64
+		at     time.Duration
 		want   bool
 	}{
-		{"m2", 10, true},
-		{"m2", 10, false}, // the same again
-		{"m2", 9, false},  // an older one
-		{"m2", 11, true},
-		{"m3", 5, true}, // another member's count is its own
+		{"m2", 10, 0, true},
+		{"m2", 10, every, false},     // the same again
+		{"m2", 9, 2 * every, false},  // an older one
+		{"m2", 11, every / 2, false}, // renewed too lately
+		{"m2", 12, every, true},
+		{"m3", 5, every, true}, // another member's count is its own
 	} {
-		if got := tm.grantSent(tc.member, tc.sent, now, nil, 0); got != tc.want {
-			t.Errorf("%s sent %d: granted %v, want %v", tc.member, tc.sent, got, tc.want)
+		if got := tm.grantSent(tc.member, tc.sent, now.Add(tc.at), nil, 0, every); got != tc.want {
+			t.Errorf("%s sent %d at +%s: granted %v, want %v", tc.member, tc.sent, tc.at, got, tc.want)
 		}
+		if tc.want {
+			now = now.Add(tc.at)
+		}
+	}
+	// A renewal over RPC counts too.
+	tm.grant("m3", now.Add(every), nil, 0)
+	if tm.grantSent("m3", 6, now.Add(every+every/2), nil, 0, every) {
+		t.Error("a datagram was granted half a renewal period after an RPC renewal")
 	}
 	if _, renewals := tm.snapshot(); renewals["m2"].IsZero() || renewals["m3"].IsZero() {
 		t.Error("the datagrams granted are not renewals")
 	}
 	tm.end()
 	tm.begin(now)
-	if !tm.grantSent("m2", 11, now, nil, 0) {
+	if !tm.grantSent("m2", 12, now, nil, 0, every) {
 		t.Error("a new term refused a datagram the last one took")
 	}
 }

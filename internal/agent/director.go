@@ -91,12 +91,14 @@ func (t *term) end() {
 	t.start, t.renewals, t.incs, t.sent = time.Time{}, nil, nil, nil
 }
 
-// grantSent is grant for a renewal datagram sent at sent: it fails, too,
-// for one not newer than the member's latest this term (a duplicate or a
-// replay).
-func (t *term) grantSent(member string, sent int64, now time.Time, links []bool, inc uint64) bool {
+// grantSent is grant for a renewal datagram sent at sent. It refuses one
+// not newer than the member's latest this term (a duplicate or a replay),
+// and one that comes within every of the member's last renewal by either
+// path: the datagrams stand in for renewals that do not come, and a member
+// renewed more often than every would be found DOWN later after a crash.
+func (t *term) grantSent(member string, sent int64, now time.Time, links []bool, inc uint64, every time.Duration) bool {
 	t.mu.Lock()
-	if t.start.IsZero() || sent <= t.sent[member] {
+	if t.start.IsZero() || sent <= t.sent[member] || now.Sub(t.renewals[member]) < every {
 		t.mu.Unlock()
 		return false
 	}
