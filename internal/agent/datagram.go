@@ -137,7 +137,8 @@ func decodeDatagram(b []byte) (any, error) {
 	case dgRequest:
 		q := &renewRequest{Member: r.str(), Sent: int64(r.u64())}
 		n, bits := int(r.byte()), r.byte()
-		if n > 8 {
+		if n > 8 || n < 8 && bits>>n != 0 {
+			// At most 8 links; no bit set past the last.
 			return nil, errDatagram
 		}
 		for i := range n {
